@@ -1,0 +1,87 @@
+# llmgw - build, run and test.
+#
+#   make            build bin/llmgwd and the test tools
+#   make run        install missing packages, build, start the gateway
+#   make test       install missing packages, build, run every test
+#   make SANITIZER=address,undefined test-integration
+#   make bench      benchmarks (writes docs/BENCHMARKS.md)
+
+CC       ?= cc
+PREFIX   ?= /usr/local
+DESTDIR  ?=
+SANITIZER ?=
+
+PKGS      := libmicrohttpd libcurl jansson hiredis openssl inih libsystemd
+PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
+CHECK_LIBS := $(shell pkg-config --libs check 2>/dev/null)
+
+WARN   := -Wall -Wextra -Wshadow -Wformat=2 -Wstrict-prototypes -Wmissing-prototypes
+CFLAGS ?= -O2 -g
+CFLAGS += -std=c11 -D_GNU_SOURCE -pthread $(WARN) -iquote include $(PKG_CFLAGS)
+LDLIBS += $(PKG_LIBS) -pthread -lm
+
+ifneq ($(SANITIZER),)
+CFLAGS  += -fsanitize=$(SANITIZER) -fno-omit-frame-pointer -fno-sanitize-recover=undefined
+LDFLAGS += -fsanitize=$(SANITIZER)
+BUILD   := build/san
+BIN     := bin/san
+else
+BUILD   := build/release
+BIN     := bin
+endif
+
+SRCS     := $(wildcard src/*.c)
+OBJS     := $(SRCS:src/%.c=$(BUILD)/%.o)
+LIB_OBJS := $(filter-out $(BUILD)/main.o,$(OBJS))
+UNIT_SRCS := $(wildcard tests/unit/check_*.c)
+
+.PHONY: all deps run test test-unit test-integration bench clean install valgrind
+
+all: $(BIN)/llmgwd $(BIN)/fake_provider
+
+$(BUILD)/%.o: src/%.c $(wildcard include/*.h) | $(BUILD)
+	$(CC) $(CFLAGS) -c -o $@ $<
+
+$(BUILD):
+	mkdir -p $@
+
+$(BIN):
+	mkdir -p $@
+
+$(BIN)/llmgwd: $(OBJS) | $(BIN)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+$(BIN)/fake_provider: tests/fake_provider.c | $(BIN)
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< -ljansson -lm
+
+$(BIN)/unit_tests: $(UNIT_SRCS) $(LIB_OBJS) | $(BIN)
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $(UNIT_SRCS) $(LIB_OBJS) $(LDLIBS) $(CHECK_LIBS)
+
+deps:
+	bash scripts/deps.sh
+
+run: deps all
+	bash scripts/run.sh
+
+test: deps all $(BIN)/unit_tests
+	bash scripts/test.sh
+
+test-unit: all $(BIN)/unit_tests
+	bash scripts/test.sh unit
+
+test-integration: all
+	bash scripts/test.sh integration
+
+bench: deps all
+	bash scripts/bench.sh
+
+valgrind: all $(BIN)/unit_tests
+	CK_FORK=no valgrind --error-exitcode=1 --leak-check=full $(BIN)/unit_tests
+
+install: all
+	install -Dm755 bin/llmgwd $(DESTDIR)$(PREFIX)/bin/llmgwd
+	install -Dm644 conf/llmgw.conf $(DESTDIR)/etc/llmgw/llmgw.conf
+
+clean:
+	rm -rf build bin

@@ -1,0 +1,35 @@
+/*
+ * worker.h - the worker pool: a few threads, each running an epoll loop
+ * that drives libcurl multi. A job handed to a worker becomes one
+ * upstream transfer; when it ends the worker classifies the outcome and
+ * reports it to the scheduler (answer, or fall back to the next provider).
+ * Thousands of transfers share these few threads.
+ */
+#ifndef GW_WORKER_H
+#define GW_WORKER_H
+
+#include "job.h"
+
+struct gw_sched;
+struct gw_workers;
+
+/* Global libcurl setup; call once before any thread starts. */
+int gw_workers_global_init(void);
+void gw_workers_global_cleanup(void);
+
+/* n threads (not started) reporting to s; or NULL. */
+struct gw_workers *gw_workers_new(unsigned n, struct gw_sched *s);
+
+/* Starts the threads. Returns 0 or -errno. */
+int gw_workers_start(struct gw_workers *w);
+
+/* Starts job's attempt on job->provider on one of the workers. Any thread. */
+void gw_workers_dispatch(struct gw_workers *w, struct gw_job *job);
+
+/* Ends every transfer in flight, answering its job 503. Any thread. */
+void gw_workers_abort_all(struct gw_workers *w);
+
+/* Stops and joins the threads, then frees. Accepts NULL. */
+void gw_workers_free(struct gw_workers *w);
+
+#endif

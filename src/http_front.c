@@ -1,0 +1,535 @@
+/*
+ * http_front.c - libmicrohttpd front: routing, limits, header semantics,
+ * suspend/resume around jobs, response writing. See http_front.h.
+ *
+ * Per-connection state is a small state machine (enum conn_state):
+ *   HEADERS  first callback: route, method, Content-Length and header
+ *            checks; errors are answered before any body is read
+ *   BODY     body bytes are collected, bounded by max_body_bytes
+ *   WAITING  a job was submitted and the connection is suspended; the
+ *            job's done callback resumes it from whatever thread
+ *   ANSWERED a response was queued; NOTIFY_COMPLETED frees the state
+ */
+#include "http_front.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <jansson.h>
+#include <microhttpd.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/random.h>
+#include <unistd.h>
+
+#include "job.h"
+#include "log.h"
+#include "request.h"
+#include "scheduler.h"
+
+enum conn_state {
+	CONN_HEADERS = 0,
+	CONN_BODY,
+	CONN_WAITING,
+	CONN_ANSWERED
+};
+
+enum route {
+	ROUTE_NONE = 0,
+	ROUTE_CHAT,
+	ROUTE_MODELS,
+	ROUTE_HEALTH,
+	ROUTE_READY
+};
+
+struct gw_front {
+	struct MHD_Daemon *d;
+	struct gw_sched *sched;
+	const char *mode;
+	int64_t started_us;
+	pthread_mutex_t conf_lock;
+	struct gw_config *conf;
+	atomic_uint pending;          /* chat requests accepted, not completed */
+	atomic_bool quiesced;
+	atomic_uint_fast64_t id_seq;
+	uint32_t id_salt;
+};
+
+struct conn {
+	enum conn_state state;
+	enum route route;
+	struct gw_front *f;
+	struct MHD_Connection *mc;
+	struct gw_config *conf;
+	struct gw_buf body;
+	struct gw_job *job;
+	bool counted;
+};
+
+static struct gw_config *current_config(struct gw_front *f)
+{
+	pthread_mutex_lock(&f->conf_lock);
+	struct gw_config *c = gw_config_ref(f->conf);
+	pthread_mutex_unlock(&f->conf_lock);
+	return c;
+}
+
+void gw_front_set_config(struct gw_front *f, struct gw_config *conf)
+{
+	pthread_mutex_lock(&f->conf_lock);
+	struct gw_config *old = f->conf;
+	f->conf = gw_config_ref(conf);
+	pthread_mutex_unlock(&f->conf_lock);
+	gw_config_unref(old);
+}
+
+/* Queues body (ownership taken, freed by MHD) with status and JSON type. */
+static enum MHD_Result send_body(struct MHD_Connection *mc, unsigned status, char *body,
+				 size_t len, const char *ctype, const char *request_id,
+				 struct MHD_Response **out)
+{
+	struct MHD_Response *r =
+		MHD_create_response_from_buffer(len, body ? body : (void *)"", body ? MHD_RESPMEM_MUST_FREE : MHD_RESPMEM_PERSISTENT);
+	if (!r) {
+		free(body);
+		return MHD_NO;
+	}
+	MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, ctype);
+	if (request_id)
+		MHD_add_response_header(r, "X-Request-Id", request_id);
+	if (out) {
+		*out = r;
+		return MHD_YES;
+	}
+	enum MHD_Result ret = MHD_queue_response(mc, status, r);
+	MHD_destroy_response(r);
+	return ret;
+}
+
+static enum MHD_Result send_error(struct conn *c, const struct gw_error *err,
+				  const char *request_id)
+{
+	size_t len = 0;
+	char *body = gw_error_body(err, &len);
+	struct MHD_Response *r;
+	c->state = CONN_ANSWERED;
+	if (send_body(c->mc, (unsigned)err->status, body, len, "application/json", request_id,
+		      &r) != MHD_YES)
+		return MHD_NO;
+	if (err->retry_after_s > 0) {
+		char ra[16];
+		snprintf(ra, sizeof(ra), "%d", err->retry_after_s);
+		MHD_add_response_header(r, MHD_HTTP_HEADER_RETRY_AFTER, ra);
+	}
+	if (err->status == 405) {
+		MHD_add_response_header(r, MHD_HTTP_HEADER_ALLOW,
+					c->route == ROUTE_CHAT ? "POST" : "GET, HEAD");
+	}
+	enum MHD_Result ret = MHD_queue_response(c->mc, (unsigned)err->status, r);
+	MHD_destroy_response(r);
+	return ret;
+}
+
+static enum MHD_Result send_json(struct conn *c, unsigned status, json_t *root)
+{
+	char *s = root ? json_dumps(root, JSON_COMPACT) : NULL;
+	json_decref(root);
+	if (!s)
+		return MHD_NO;
+	c->state = CONN_ANSWERED;
+	return send_body(c->mc, status, s, strlen(s), "application/json", NULL, NULL);
+}
+
+static enum route route_of(const char *url)
+{
+	if (strcmp(url, "/v1/chat/completions") == 0)
+		return ROUTE_CHAT;
+	if (strcmp(url, "/v1/models") == 0)
+		return ROUTE_MODELS;
+	if (strcmp(url, "/health") == 0)
+		return ROUTE_HEALTH;
+	if (strcmp(url, "/ready") == 0)
+		return ROUTE_READY;
+	return ROUTE_NONE;
+}
+
+static enum MHD_Result answer_health(struct conn *c)
+{
+	struct gw_front *f = c->f;
+	int64_t up = (gw_now_us() - f->started_us) / 1000000;
+	return send_json(c, 200,
+			 json_pack("{s:s, s:s, s:s, s:I}", "status",
+				   atomic_load(&f->quiesced) ? "draining" : "ok", "version",
+				   GW_VERSION, "mode", f->mode, "uptime_s", (json_int_t)up));
+}
+
+static enum MHD_Result answer_ready(struct conn *c)
+{
+	struct gw_front *f = c->f;
+	struct gw_sched_snapshot snap;
+	gw_sched_snapshot(f->sched, &snap);
+	json_t *provs = json_object();
+	bool ready = false;
+	for (unsigned i = 0; i < c->conf->n_order; i++) {
+		enum gw_provider_id p = c->conf->order[i];
+		bool usable = c->conf->prov[p].usable;
+		if (usable && snap.limiters[p].cooldown_ms == 0)
+			ready = true;
+		json_object_set_new(provs, gw_provider_name(p),
+				    json_pack("{s:b, s:I}", "usable", usable, "cooldown_ms",
+					      (json_int_t)snap.limiters[p].cooldown_ms));
+	}
+	if (atomic_load(&f->quiesced))
+		ready = false;
+	return send_json(c, ready ? 200 : 503,
+			 json_pack("{s:b, s:o, s:s}", "ready", ready, "providers", provs, "redis",
+				   "disabled"));
+}
+
+static enum MHD_Result answer_models(struct conn *c)
+{
+	const struct gw_config *conf = c->conf;
+	json_t *data = json_array();
+	for (size_t i = 0; i < conf->n_models; i++) {
+		const struct gw_model_conf *m = &conf->models[i];
+		bool served = false;
+		for (int p = 0; p < GW_PROV_COUNT; p++)
+			served = served || (conf->prov[p].usable && m->upstream[p]);
+		if (!served)
+			continue;
+		json_array_append_new(data, json_pack("{s:s, s:s, s:i, s:s}", "id", m->name, "object",
+						      "model", "created", 0, "owned_by", "llmgw"));
+	}
+	return send_json(c, 200, json_pack("{s:s, s:o}", "object", "list", "data", data));
+}
+
+/* Runs on whatever thread finished the job. */
+static void job_done(struct gw_job *job, void *arg)
+{
+	(void)job;
+	struct conn *c = arg;
+	MHD_resume_connection(c->mc);
+}
+
+static enum MHD_Result answer_job(struct conn *c)
+{
+	struct gw_job *job = c->job;
+	struct MHD_Response *r;
+	char *body = job->body;
+	size_t len = job->body_len;
+	job->body = NULL;
+	c->state = CONN_ANSWERED;
+	if (send_body(c->mc, (unsigned)job->status, body, len, "application/json", job->id, &r) !=
+	    MHD_YES)
+		return MHD_NO;
+	char num[32];
+	if (job->provider >= 0 && job->attempts > 0 && job->status < 500)
+		MHD_add_response_header(r, "X-Provider",
+					gw_provider_name((enum gw_provider_id)job->provider));
+	snprintf(num, sizeof(num), "%lld", (long long)(job->queue_us / 1000));
+	MHD_add_response_header(r, "X-Queue-Ms", num);
+	if (job->retry_after_s > 0) {
+		snprintf(num, sizeof(num), "%d", job->retry_after_s);
+		MHD_add_response_header(r, MHD_HTTP_HEADER_RETRY_AFTER, num);
+	}
+	enum MHD_Result ret = MHD_queue_response(c->mc, (unsigned)job->status, r);
+	MHD_destroy_response(r);
+	return ret;
+}
+
+static void new_request_id(struct gw_front *f, char out[GW_REQUEST_ID_MAX + 1])
+{
+	uint64_t n = atomic_fetch_add(&f->id_seq, 1);
+	snprintf(out, GW_REQUEST_ID_MAX + 1, "req_%08x%012llx", f->id_salt,
+		 (unsigned long long)n);
+}
+
+/* Header checks done before the body is read; fills job fields. */
+static int read_headers(struct conn *c, struct gw_error *err)
+{
+	struct MHD_Connection *mc = c->mc;
+	struct gw_job *job = c->job;
+	const char *v;
+
+	v = MHD_lookup_connection_value(mc, MHD_HEADER_KIND, "X-Request-Id");
+	if (v) {
+		if (gw_hdr_request_id(v, job->id, err) < 0)
+			return -EINVAL;
+	} else {
+		new_request_id(c->f, job->id);
+	}
+	v = MHD_lookup_connection_value(mc, MHD_HEADER_KIND, "X-Service-Name");
+	if (v) {
+		if (gw_hdr_service(v, job->service, err) < 0)
+			return -EINVAL;
+	} else {
+		snprintf(job->service, sizeof(job->service), "default");
+	}
+	const struct gw_service_conf *svc = gw_config_service(c->conf, job->service);
+	v = MHD_lookup_connection_value(mc, MHD_HEADER_KIND, "X-Priority");
+	if (v) {
+		if (gw_hdr_priority(v, &job->prio, err) < 0)
+			return -EINVAL;
+	} else {
+		job->prio = svc && svc->priority >= 0 ? (enum gw_priority)svc->priority : GW_PRIO_MEDIUM;
+	}
+	int64_t deadline_ms = c->conf->deadline_ms[job->prio];
+	v = MHD_lookup_connection_value(mc, MHD_HEADER_KIND, "X-Deadline-Ms");
+	if (v && gw_hdr_deadline_ms(v, &deadline_ms, err) < 0)
+		return -EINVAL;
+	if (deadline_ms > 0)
+		job->deadline_us = job->t_arrival_us + deadline_ms * 1000;
+	return 0;
+}
+
+/* The body is complete: parse it, submit the job and suspend. */
+static enum MHD_Result submit_chat(struct conn *c)
+{
+	struct gw_job *job = c->job;
+	struct gw_error err;
+	if (gw_chat_parse(c->body.data, c->body.len, &job->chat, &err) < 0)
+		return send_error(c, &err, job->id);
+	gw_buf_free(&c->body);
+	if (strcmp(job->chat.model, "default") == 0) {
+		const struct gw_service_conf *svc = gw_config_service(c->conf, job->service);
+		const char *m = svc && svc->model ? svc->model : c->conf->default_model;
+		if (gw_chat_set_model(&job->chat, m) < 0)
+			return MHD_NO;
+	}
+	if (job->chat.stream) {
+		gw_error_set(&err, 400, "invalid_request_error", "unsupported", "stream",
+			     "streaming is not available in this build; send \"stream\": false");
+		return send_error(c, &err, job->id);
+	}
+	job->done = job_done;
+	job->done_arg = c;
+	c->state = CONN_WAITING;
+	/* Suspend first: the job may finish on another thread right away. */
+	MHD_suspend_connection(c->mc);
+	if (gw_sched_submit(c->f->sched, job, &err) < 0) {
+		gw_job_set_error(job, &err);
+		atomic_store(&job->finished, true);
+		MHD_resume_connection(c->mc);
+	}
+	return MHD_YES;
+}
+
+static enum MHD_Result on_request(void *cls, struct MHD_Connection *mc, const char *url,
+				  const char *method, const char *version,
+				  const char *upload_data, size_t *upload_data_size,
+				  void **con_cls)
+{
+	(void)version;
+	struct gw_front *f = cls;
+	struct conn *c = *con_cls;
+	struct gw_error err;
+
+	if (!c) {
+		c = calloc(1, sizeof(*c));
+		if (!c)
+			return MHD_NO;
+		c->f = f;
+		c->mc = mc;
+		c->conf = current_config(f);
+		*con_cls = c;
+		c->route = route_of(url);
+		bool is_get = strcmp(method, "GET") == 0 || strcmp(method, "HEAD") == 0;
+		bool is_post = strcmp(method, "POST") == 0;
+		if (c->route == ROUTE_NONE) {
+			gw_error_set(&err, 404, "invalid_request_error", "not_found", NULL,
+				     "unknown path %.200s; see /v1/chat/completions, /v1/models, "
+				     "/health, /ready",
+				     url);
+			return send_error(c, &err, NULL);
+		}
+		if ((c->route == ROUTE_CHAT && !is_post) || (c->route != ROUTE_CHAT && !is_get)) {
+			gw_error_set(&err, 405, "invalid_request_error", "method_not_allowed", NULL,
+				     "%.16s is not allowed on %.200s; use %s", method, url,
+				     c->route == ROUTE_CHAT ? "POST" : "GET");
+			return send_error(c, &err, NULL);
+		}
+		if (c->route != ROUTE_CHAT)
+			return MHD_YES;
+
+		c->job = gw_job_new(c->conf);
+		if (!c->job)
+			return MHD_NO;
+		c->job->t_arrival_us = gw_now_us();
+		atomic_fetch_add(&f->pending, 1);
+		c->counted = true;
+		if (read_headers(c, &err) < 0)
+			return send_error(c, &err, c->job->id);
+		const char *cl = MHD_lookup_connection_value(mc, MHD_HEADER_KIND,
+							     MHD_HTTP_HEADER_CONTENT_LENGTH);
+		if (cl) {
+			char *end;
+			errno = 0;
+			unsigned long long n = strtoull(cl, &end, 10);
+			if (errno || *end || n > c->conf->max_body_bytes) {
+				gw_error_set(&err, 413, "invalid_request_error", "body_too_large",
+					     NULL, "the request body is over the %zu-byte limit",
+					     c->conf->max_body_bytes);
+				return send_error(c, &err, c->job->id);
+			}
+		}
+		gw_buf_init(&c->body, c->conf->max_body_bytes);
+		c->state = CONN_BODY;
+		return MHD_YES;
+	}
+
+	switch (c->state) {
+	case CONN_HEADERS:
+		if (c->route == ROUTE_HEALTH)
+			return answer_health(c);
+		if (c->route == ROUTE_READY)
+			return answer_ready(c);
+		if (c->route == ROUTE_MODELS)
+			return answer_models(c);
+		return MHD_NO;
+	case CONN_BODY:
+		if (*upload_data_size > 0) {
+			int rc = gw_buf_append(&c->body, upload_data, *upload_data_size);
+			*upload_data_size = 0;
+			if (rc == -E2BIG) {
+				gw_error_set(&err, 413, "invalid_request_error", "body_too_large",
+					     NULL, "the request body is over the %zu-byte limit",
+					     c->conf->max_body_bytes);
+				return send_error(c, &err, c->job->id);
+			}
+			return rc < 0 ? MHD_NO : MHD_YES;
+		}
+		return submit_chat(c);
+	case CONN_WAITING:
+		if (!atomic_load(&c->job->finished))
+			return MHD_YES; /* spurious call; still waiting */
+		return answer_job(c);
+	case CONN_ANSWERED:
+		/* Upload data after an early answer is discarded. */
+		*upload_data_size = 0;
+		return MHD_YES;
+	}
+	return MHD_NO;
+}
+
+static void on_completed(void *cls, struct MHD_Connection *mc, void **con_cls,
+			 enum MHD_RequestTerminationCode toe)
+{
+	(void)mc;
+	(void)toe;
+	struct gw_front *f = cls;
+	struct conn *c = *con_cls;
+	if (!c)
+		return;
+	*con_cls = NULL;
+	if (c->counted)
+		atomic_fetch_sub(&f->pending, 1);
+	gw_buf_free(&c->body);
+	gw_job_unref(c->job);
+	gw_config_unref(c->conf);
+	free(c);
+}
+
+static void on_mhd_log(void *cls, const char *fmt, va_list ap) __attribute__((format(printf, 2, 0)));
+
+static void on_mhd_log(void *cls, const char *fmt, va_list ap)
+{
+	(void)cls;
+	char line[512];
+	vsnprintf(line, sizeof(line), fmt, ap);
+	size_t n = strlen(line);
+	while (n > 0 && (line[n - 1] == '\n' || line[n - 1] == '\r'))
+		line[--n] = '\0';
+	gw_log_debug("http: %s", line);
+}
+
+static int parse_addr(const char *host, uint16_t port, struct sockaddr_storage *ss,
+		      bool *v6)
+{
+	memset(ss, 0, sizeof(*ss));
+	struct sockaddr_in *a4 = (struct sockaddr_in *)ss;
+	struct sockaddr_in6 *a6 = (struct sockaddr_in6 *)ss;
+	const char *h = strcmp(host, "localhost") == 0 ? "127.0.0.1" : host;
+	if (inet_pton(AF_INET, h, &a4->sin_addr) == 1) {
+		a4->sin_family = AF_INET;
+		a4->sin_port = htons(port);
+		*v6 = false;
+		return 0;
+	}
+	if (inet_pton(AF_INET6, h, &a6->sin6_addr) == 1) {
+		a6->sin6_family = AF_INET6;
+		a6->sin6_port = htons(port);
+		*v6 = true;
+		return 0;
+	}
+	return -EINVAL;
+}
+
+struct gw_front *gw_front_start(const struct gw_front_opts *opts)
+{
+	struct gw_front *f = calloc(1, sizeof(*f));
+	if (!f)
+		return NULL;
+	f->sched = opts->sched;
+	f->mode = opts->mode;
+	f->started_us = gw_now_us();
+	pthread_mutex_init(&f->conf_lock, NULL);
+	f->conf = gw_config_ref(opts->conf);
+	atomic_init(&f->pending, 0);
+	atomic_init(&f->quiesced, false);
+	atomic_init(&f->id_seq, 1);
+	if (getrandom(&f->id_salt, sizeof(f->id_salt), 0) != sizeof(f->id_salt))
+		f->id_salt = (uint32_t)gw_now_us();
+
+	struct sockaddr_storage ss;
+	bool v6 = false;
+	if (parse_addr(opts->conf->listen_host, opts->conf->listen_port, &ss, &v6) < 0) {
+		gw_log_errorx("listen address '%s' is not an IP address", opts->conf->listen_host);
+		goto fail;
+	}
+	unsigned flags = MHD_USE_EPOLL_INTERNAL_THREAD | MHD_ALLOW_SUSPEND_RESUME |
+			 MHD_USE_ERROR_LOG | (v6 ? MHD_USE_IPv6 : 0);
+	f->d = MHD_start_daemon(flags, opts->conf->listen_port, NULL, NULL, on_request, f,
+				MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss,
+				MHD_OPTION_CONNECTION_LIMIT, (unsigned)opts->conf->max_connections,
+				MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)300,
+				MHD_OPTION_LISTEN_BACKLOG_SIZE, (unsigned)4096,
+				MHD_OPTION_NOTIFY_COMPLETED, on_completed, f,
+				MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, NULL, MHD_OPTION_END);
+	if (!f->d) {
+		gw_log_errorx("cannot listen on %s:%u (in use, or not allowed)",
+			      opts->conf->listen_host, opts->conf->listen_port);
+		goto fail;
+	}
+	return f;
+fail:
+	gw_config_unref(f->conf);
+	pthread_mutex_destroy(&f->conf_lock);
+	free(f);
+	return NULL;
+}
+
+void gw_front_quiesce(struct gw_front *f)
+{
+	atomic_store(&f->quiesced, true);
+	MHD_socket s = MHD_quiesce_daemon(f->d);
+	if (s != MHD_INVALID_SOCKET)
+		close(s);
+}
+
+unsigned gw_front_pending(struct gw_front *f)
+{
+	return atomic_load(&f->pending);
+}
+
+void gw_front_stop(struct gw_front *f)
+{
+	if (!f)
+		return;
+	MHD_stop_daemon(f->d);
+	gw_config_unref(f->conf);
+	pthread_mutex_destroy(&f->conf_lock);
+	free(f);
+}

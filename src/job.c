@@ -1,0 +1,67 @@
+/*
+ * job.c - job allocation, reference counting and completion. See job.h.
+ */
+#include "job.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+struct gw_job *gw_job_new(struct gw_config *conf)
+{
+	struct gw_job *job = calloc(1, sizeof(*job));
+	if (!job)
+		return NULL;
+	atomic_init(&job->refs, 1);
+	atomic_init(&job->finished, false);
+	job->qn.level = -1;
+	job->provider = -1;
+	job->prio = GW_PRIO_MEDIUM;
+	job->chat.max_tokens = -1;
+	job->conf = gw_config_ref(conf);
+	gw_buf_init(&job->attempt_log, 4096);
+	return job;
+}
+
+struct gw_job *gw_job_ref(struct gw_job *job)
+{
+	atomic_fetch_add_explicit(&job->refs, 1, memory_order_relaxed);
+	return job;
+}
+
+void gw_job_unref(struct gw_job *job)
+{
+	if (!job)
+		return;
+	if (atomic_fetch_sub_explicit(&job->refs, 1, memory_order_acq_rel) != 1)
+		return;
+	gw_chat_free(&job->chat);
+	gw_buf_free(&job->attempt_log);
+	free(job->body);
+	gw_config_unref(job->conf);
+	free(job);
+}
+
+void gw_job_set_error(struct gw_job *job, const struct gw_error *err)
+{
+	free(job->body);
+	job->body = gw_error_body(err, &job->body_len);
+	job->status = err->status;
+	job->retry_after_s = err->retry_after_s;
+}
+
+void gw_job_log_attempt(struct gw_job *job, const char *provider, const char *reason)
+{
+	/* Past the bound the log is simply cut; it is informational. */
+	gw_buf_printf(&job->attempt_log, "%s%s: %s", job->attempt_log.len ? "; " : "", provider,
+		      reason);
+}
+
+void gw_job_finish(struct gw_job *job)
+{
+	bool expected = false;
+	if (!atomic_compare_exchange_strong(&job->finished, &expected, true))
+		return;
+	job->state = GW_JOB_DONE;
+	if (job->done)
+		job->done(job, job->done_arg);
+}

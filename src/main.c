@@ -1,0 +1,262 @@
+/*
+ * main.c - llmgwd: arguments, startup order, signals, drain and shutdown.
+ *
+ * Startup: config → curl → scheduler → workers → HTTP front → READY.
+ * Signals are blocked in every thread and taken here with sigwait, so no
+ * handler ever runs inside a library call. SIGHUP reloads the
+ * configuration; SIGINT/SIGTERM drain: stop accepting, let queued and
+ * in-flight work finish within the grace period, answer the rest 503,
+ * exit 0.
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <systemd/sd-daemon.h>
+#include <unistd.h>
+
+#include "config.h"
+#include "http_front.h"
+#include "log.h"
+#include "scheduler.h"
+#include "worker.h"
+
+#define DEFAULT_CONF "/etc/llmgw/llmgw.conf"
+#define DEMO_KEY "demo-key"
+
+struct opts {
+	const char *conf_path;
+	bool check_only;
+	bool demo;
+};
+
+static void usage(FILE *out)
+{
+	fprintf(out,
+		"usage: llmgwd [-c FILE] [-t] [--demo] [-v]\n"
+		"  -c, --config FILE  configuration file (default: $LLMGW_CONFIG, else "
+		DEFAULT_CONF " if present)\n"
+		"  -t, --test         check the configuration and exit\n"
+		"      --demo         give providers without a key a placeholder key (for the\n"
+		"                     bundled fake provider) and report mode \"demo\"\n"
+		"  -v, --version      print the version and exit\n"
+		"Environment: LLMGW_LOG_LEVEL=debug|info|warn|error; see docs/configuration.md.\n");
+}
+
+static int parse_args(int argc, char **argv, struct opts *o)
+{
+	static const struct option longopts[] = {
+		{ "config", required_argument, NULL, 'c' },
+		{ "test", no_argument, NULL, 't' },
+		{ "demo", no_argument, NULL, 'D' },
+		{ "version", no_argument, NULL, 'v' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	int ch;
+	while ((ch = getopt_long(argc, argv, "c:tvh", longopts, NULL)) != -1) {
+		switch (ch) {
+		case 'c':
+			o->conf_path = optarg;
+			break;
+		case 't':
+			o->check_only = true;
+			break;
+		case 'D':
+			o->demo = true;
+			break;
+		case 'v':
+			printf("llmgwd %s\n", GW_VERSION);
+			exit(0);
+		case 'h':
+			usage(stdout);
+			exit(0);
+		default:
+			usage(stderr);
+			return -EINVAL;
+		}
+	}
+	if (optind != argc) {
+		usage(stderr);
+		return -EINVAL;
+	}
+	if (!o->conf_path && !getenv("LLMGW_CONFIG") && access(DEFAULT_CONF, R_OK) == 0)
+		o->conf_path = DEFAULT_CONF;
+	return 0;
+}
+
+static struct gw_config *load_config(const struct opts *o, char *err, size_t errlen)
+{
+	struct gw_config *c = gw_config_load(o->conf_path, ".env", err, errlen);
+	if (!c || !o->demo)
+		return c;
+	/* Not yet shared with any thread, so it may still be filled in. */
+	for (int p = 0; p < GW_PROV_COUNT; p++) {
+		if (c->prov[p].api_key && c->prov[p].api_key[0])
+			continue;
+		free(c->prov[p].api_key);
+		c->prov[p].api_key = strdup(DEMO_KEY);
+		c->prov[p].usable = c->prov[p].api_key != NULL;
+	}
+	return c;
+}
+
+static void raise_nofile(void)
+{
+	struct rlimit rl;
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+		rl.rlim_cur = rl.rlim_max;
+		if (setrlimit(RLIMIT_NOFILE, &rl) < 0)
+			gw_log_warn("cannot raise the open file limit");
+	}
+}
+
+static void log_providers(const struct gw_config *c)
+{
+	for (unsigned i = 0; i < c->n_order; i++) {
+		enum gw_provider_id p = c->order[i];
+		const struct gw_provider_conf *pc = &c->prov[p];
+		gw_log_info("provider %s: %s, %s, rpm %u, burst %u, concurrent %u, timeout %u ms",
+			    gw_provider_name(p), pc->usable ? "usable" : "no key, skipped",
+			    pc->url, pc->rpm, pc->burst, pc->concurrent, pc->timeout_ms);
+	}
+}
+
+static void reload(const struct opts *o, struct gw_config **conf, struct gw_front *front,
+		   struct gw_sched *sched)
+{
+	char err[512];
+	struct gw_config *nc = load_config(o, err, sizeof(err));
+	if (!nc) {
+		gw_log_errorx("reload refused, keeping the running configuration: %s", err);
+		return;
+	}
+	if (strcmp(nc->listen_host, (*conf)->listen_host) != 0 ||
+	    nc->listen_port != (*conf)->listen_port || nc->workers != (*conf)->workers)
+		gw_log_warnx("reload: listen address and worker count change only on restart");
+	gw_front_set_config(front, nc);
+	gw_sched_reconfigure(sched, nc);
+	gw_config_unref(*conf);
+	*conf = nc;
+	gw_log_info("configuration reloaded");
+	log_providers(nc);
+}
+
+/* Waits until every accepted connection got its answer, or the deadline. */
+static void wait_front(struct gw_front *front, int64_t deadline_us)
+{
+	while (gw_front_pending(front) > 0 && gw_now_us() < deadline_us)
+		usleep(10000);
+}
+
+static void drain(struct gw_config *conf, struct gw_front *front, struct gw_sched *sched,
+		  struct gw_workers *workers)
+{
+	sd_notify(0, "STOPPING=1");
+	gw_front_quiesce(front);
+	gw_sched_drain(sched);
+	unsigned live = gw_sched_live(sched);
+	gw_log_info("draining: %u request(s) queued or in flight, up to %u ms", live,
+		    conf->shutdown_grace_ms);
+	live = gw_sched_wait_idle(sched, gw_now_us() + (int64_t)conf->shutdown_grace_ms * 1000);
+	if (live > 0) {
+		struct gw_error err;
+		gw_log_warnx("grace period over: answering %u request(s) 503", live);
+		gw_error_set(&err, 503, "service_unavailable", "shutting_down", NULL,
+			     "the gateway shut down before this request ran");
+		err.retry_after_s = 1;
+		gw_sched_fail_queued(sched, &err);
+		gw_workers_abort_all(workers);
+		gw_sched_wait_idle(sched, gw_now_us() + 5000000);
+	}
+	wait_front(front, gw_now_us() + 5000000);
+}
+
+int main(int argc, char **argv)
+{
+	struct opts o = { 0 };
+	char err[512];
+	int rc = 1;
+	const char *lvl = getenv("LLMGW_LOG_LEVEL");
+	enum gw_log_level level;
+	if (lvl && gw_log_parse_level(lvl, &level) == 0)
+		gw_log_set_level(level);
+
+	if (parse_args(argc, argv, &o) < 0)
+		return 2;
+	struct gw_config *conf = load_config(&o, err, sizeof(err));
+	if (!conf) {
+		fprintf(stderr, "llmgwd: %s\n", err);
+		return 1;
+	}
+	if (o.check_only) {
+		printf("llmgwd: configuration %s is valid\n", conf->source ? conf->source : "(defaults)");
+		gw_config_unref(conf);
+		return 0;
+	}
+
+	sigset_t sigs;
+	sigemptyset(&sigs);
+	sigaddset(&sigs, SIGINT);
+	sigaddset(&sigs, SIGTERM);
+	sigaddset(&sigs, SIGHUP);
+	pthread_sigmask(SIG_BLOCK, &sigs, NULL);
+	signal(SIGPIPE, SIG_IGN);
+	raise_nofile();
+
+	struct gw_sched *sched = NULL;
+	struct gw_workers *workers = NULL;
+	struct gw_front *front = NULL;
+	if (gw_workers_global_init() < 0) {
+		gw_log_errorx("libcurl initialisation failed");
+		goto out;
+	}
+	sched = gw_sched_new(conf);
+	workers = sched ? gw_workers_new(conf->workers, sched) : NULL;
+	if (!workers || gw_workers_start(workers) < 0 || gw_sched_start(sched, workers) < 0) {
+		gw_log_errorx("cannot start the scheduler and %u workers", conf->workers);
+		goto out;
+	}
+	struct gw_front_opts fo = { .conf = conf, .sched = sched, .mode = o.demo ? "demo" : "normal" };
+	front = gw_front_start(&fo);
+	if (!front)
+		goto out;
+
+	if (o.demo)
+		gw_log_info("demo mode: providers without a key use a placeholder key; answers come "
+			    "from the fake provider, not a real LLM");
+	log_providers(conf);
+	if (!gw_config_any_usable(conf))
+		gw_log_warnx("no provider has a key: chat requests will be answered 503");
+	gw_log_info("llmgwd %s listening on %s:%u with %u workers", GW_VERSION, conf->listen_host,
+		    conf->listen_port, conf->workers);
+	sd_notify(0, "READY=1");
+
+	for (;;) {
+		int sig;
+		if (sigwait(&sigs, &sig) != 0)
+			continue;
+		if (sig == SIGHUP) {
+			sd_notify(0, "RELOADING=1");
+			reload(&o, &conf, front, sched);
+			sd_notify(0, "READY=1");
+			continue;
+		}
+		gw_log_info("signal %d: shutting down", sig);
+		break;
+	}
+	drain(conf, front, sched, workers);
+	rc = 0;
+out:
+	gw_front_stop(front);
+	gw_workers_free(workers);
+	gw_sched_free(sched);
+	gw_workers_global_cleanup();
+	gw_config_unref(conf);
+	if (rc == 0)
+		gw_log_info("stopped");
+	return rc;
+}

@@ -1,0 +1,157 @@
+/*
+ * provider_openai.c - the OpenAI dialect, spoken by OpenAI and OpenRouter.
+ *
+ * The client already speaks this dialect, so the request goes upstream as
+ * the client sent it with two changes: the provider's model name, and
+ * stream_options.include_usage on streams (so usage is always known).
+ * The answer goes back as the provider sent it.
+ */
+#include "provider.h"
+
+#include <errno.h>
+#include <jansson.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static int add_header(struct gw_upstream_req *r, const char *name, const char *value)
+{
+	if (r->n_headers >= GW_UPSTREAM_MAX_HEADERS)
+		return -E2BIG;
+	char *h;
+	if (asprintf(&h, "%s: %s", name, value) < 0)
+		return -ENOMEM;
+	r->headers[r->n_headers++] = h;
+	return 0;
+}
+
+int gw_openai_build(const struct gw_provider_conf *pc, enum gw_provider_id id,
+		    const struct gw_chat *chat, const char *upstream_model,
+		    struct gw_upstream_req *out, struct gw_error *err)
+{
+	(void)err;
+	int rc = -ENOMEM;
+	json_t *root = json_copy((json_t *)chat->root); /* shallow: values are shared */
+	if (!root)
+		goto out;
+	if (json_object_set_new(root, "model", json_string(upstream_model)) < 0)
+		goto out;
+	if (chat->stream) {
+		json_t *so = json_object_get(root, "stream_options");
+		json_t *nso = json_is_object(so) ? json_copy(so) : json_object();
+		if (!nso || json_object_set_new(nso, "include_usage", json_true()) < 0 ||
+		    json_object_set_new(root, "stream_options", nso) < 0)
+			goto out;
+	}
+	out->body = json_dumps(root, JSON_COMPACT);
+	if (!out->body)
+		goto out;
+	out->body_len = strlen(out->body);
+	if (asprintf(&out->url, "%s/chat/completions", pc->url) < 0) {
+		out->url = NULL;
+		goto out;
+	}
+	char auth[1024];
+	snprintf(auth, sizeof(auth), "Bearer %s", pc->api_key ? pc->api_key : "");
+	if (add_header(out, "Authorization", auth) < 0 ||
+	    add_header(out, "Content-Type", "application/json") < 0)
+		goto out;
+	if (id == GW_PROV_OPENROUTER) {
+		if (pc->referer && add_header(out, "HTTP-Referer", pc->referer) < 0)
+			goto out;
+		if (pc->title && add_header(out, "X-Title", pc->title) < 0)
+			goto out;
+	}
+	rc = 0;
+out:
+	json_decref(root);
+	if (rc < 0)
+		gw_upstream_req_free(out);
+	return rc;
+}
+
+/* Reads usage {prompt_tokens, completion_tokens, cost} if present. */
+void gw_openai_read_usage(json_t *usage, struct gw_usage *u);
+void gw_openai_read_usage(json_t *usage, struct gw_usage *u)
+{
+	if (!json_is_object(usage))
+		return;
+	json_t *p = json_object_get(usage, "prompt_tokens");
+	json_t *c = json_object_get(usage, "completion_tokens");
+	json_t *cost = json_object_get(usage, "cost");
+	if (json_is_integer(p) && json_integer_value(p) >= 0)
+		u->prompt_tokens = json_integer_value(p);
+	if (json_is_integer(c) && json_integer_value(c) >= 0)
+		u->completion_tokens = json_integer_value(c);
+	if (json_is_number(cost) && json_number_value(cost) >= 0) {
+		u->has_cost = true;
+		u->cost = (gw_pusd)llround(json_number_value(cost) * (double)GW_PUSD_PER_USD);
+	}
+}
+
+/* Short text for the attempt list: the upstream error message if any. */
+static void upstream_reason(int status, json_t *root, char *reason, size_t n)
+{
+	json_t *e = json_object_get(root, "error");
+	const char *msg = NULL;
+	if (json_is_object(e))
+		msg = json_string_value(json_object_get(e, "message"));
+	else if (json_is_string(e))
+		msg = json_string_value(e);
+	if (msg)
+		snprintf(reason, n, "HTTP %d (%.100s)", status, msg);
+	else
+		snprintf(reason, n, "HTTP %d", status);
+}
+
+static void wrap_error(struct gw_up_result *out, int status, const char *msg)
+{
+	json_t *root = json_pack("{s:{s:s, s:s, s:n, s:n}}", "error", "message", msg, "type",
+				 status == 400 ? "invalid_request_error" : "upstream_error",
+				 "param", "code");
+	out->body = root ? json_dumps(root, JSON_COMPACT) : NULL;
+	out->body_len = out->body ? strlen(out->body) : 0;
+	json_decref(root);
+}
+
+void gw_openai_parse(int http_status, const char *body, size_t len, const char *client_model,
+		     struct gw_up_result *out)
+{
+	(void)client_model;
+	json_t *root = json_loadb(body, len, 0, NULL);
+	out->status = http_status;
+	if (http_status >= 200 && http_status < 300) {
+		if (!json_is_object(root) || !json_is_array(json_object_get(root, "choices"))) {
+			out->verdict = GW_VERDICT_RETRY;
+			snprintf(out->reason, sizeof(out->reason), "unparseable body");
+			goto out;
+		}
+		gw_openai_read_usage(json_object_get(root, "usage"), &out->usage);
+		out->verdict = GW_VERDICT_OK;
+		out->body = malloc(len + 1);
+		if (!out->body) {
+			out->verdict = GW_VERDICT_RETRY;
+			snprintf(out->reason, sizeof(out->reason), "out of memory");
+			goto out;
+		}
+		memcpy(out->body, body, len);
+		out->body[len] = '\0';
+		out->body_len = len;
+		goto out;
+	}
+	upstream_reason(http_status, root, out->reason, sizeof(out->reason));
+	if (gw_status_retryable(http_status)) {
+		out->verdict = GW_VERDICT_RETRY;
+		goto out;
+	}
+	out->verdict = GW_VERDICT_CLIENT_ERROR;
+	if (json_is_object(root) && json_is_object(json_object_get(root, "error"))) {
+		out->body = json_dumps(root, JSON_COMPACT);
+		out->body_len = out->body ? strlen(out->body) : 0;
+	} else {
+		wrap_error(out, http_status, out->reason);
+	}
+out:
+	json_decref(root);
+}

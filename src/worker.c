@@ -1,0 +1,572 @@
+/*
+ * worker.c - worker threads: epoll + libcurl multi (socket interface),
+ * one multi handle per thread so connections to a provider are reused
+ * across the jobs that thread runs. See worker.h.
+ *
+ * Each transfer (struct xfer) belongs to exactly one worker thread from
+ * start to end; only the inbox and the abort flag cross threads, under
+ * the worker's lock, with an eventfd to wake the loop.
+ */
+#include "worker.h"
+
+#include <curl/curl.h>
+#include <errno.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include "log.h"
+#include "scheduler.h"
+
+#define MAX_EVENTS 256
+#define RETRY_AFTER_MAX_S 3600
+
+struct worker;
+
+struct xfer {
+	struct xfer *next;
+	struct xfer *prev;
+	struct worker *w;
+	CURL *easy;
+	struct gw_job *job;
+	struct curl_slist *hdrs;
+	struct gw_upstream_req req;
+	struct gw_buf resp;
+	int retry_after_s;         /* from the upstream answer, -1: none */
+	bool deadline_limited;     /* the curl timeout is the job's deadline */
+	unsigned timeout_ms;
+	int64_t started_us;
+	char errbuf[CURL_ERROR_SIZE];
+};
+
+struct worker {
+	struct gw_workers *pool;
+	unsigned index;
+	pthread_t thread;
+	bool started;
+	int epfd;
+	int evfd;
+	CURLM *multi;
+	int64_t timer_at_us;       /* curl's next timeout, -1: none */
+	struct xfer *xfers;        /* in flight, this thread only */
+
+	pthread_mutex_t lock;      /* guards inbox, stop, abort */
+	struct gw_job *in_head;
+	struct gw_job *in_tail;
+	bool stop;
+	bool abort;
+};
+
+struct gw_workers {
+	struct gw_sched *sched;
+	unsigned n;
+	atomic_uint next;
+	struct worker *w;
+};
+
+int gw_workers_global_init(void)
+{
+	return curl_global_init(CURL_GLOBAL_DEFAULT) == CURLE_OK ? 0 : -EIO;
+}
+
+void gw_workers_global_cleanup(void)
+{
+	curl_global_cleanup();
+}
+
+static void wake(struct worker *w)
+{
+	uint64_t one = 1;
+	ssize_t r = write(w->evfd, &one, sizeof(one));
+	(void)r; /* a full counter still wakes the loop */
+}
+
+static int sock_cb(CURL *easy, curl_socket_t s, int what, void *userp, void *socketp)
+{
+	(void)easy;
+	(void)socketp;
+	struct worker *w = userp;
+	if (what == CURL_POLL_REMOVE) {
+		/* The socket may already be closed; EBADF/ENOENT are fine. */
+		epoll_ctl(w->epfd, EPOLL_CTL_DEL, s, NULL);
+		return 0;
+	}
+	struct epoll_event ev = { 0 };
+	ev.events = ((what & CURL_POLL_IN) ? EPOLLIN : 0) | ((what & CURL_POLL_OUT) ? EPOLLOUT : 0);
+	ev.data.fd = s;
+	if (epoll_ctl(w->epfd, EPOLL_CTL_MOD, s, &ev) < 0 && errno == ENOENT)
+		epoll_ctl(w->epfd, EPOLL_CTL_ADD, s, &ev);
+	return 0;
+}
+
+static int timer_cb(CURLM *multi, long timeout_ms, void *userp)
+{
+	(void)multi;
+	struct worker *w = userp;
+	w->timer_at_us = timeout_ms < 0 ? -1 : gw_now_us() + (int64_t)timeout_ms * 1000;
+	return 0;
+}
+
+static size_t write_cb(char *ptr, size_t size, size_t nmemb, void *userdata)
+{
+	struct xfer *x = userdata;
+	size_t n = size * nmemb;
+	if (gw_buf_append(&x->resp, ptr, n) < 0)
+		return 0; /* over the upstream body bound: abort the transfer */
+	return n;
+}
+
+static size_t header_cb(char *buf, size_t size, size_t nitems, void *userdata)
+{
+	struct xfer *x = userdata;
+	size_t n = size * nitems;
+	if (n > 5 && strncmp(buf, "HTTP/", 5) == 0) {
+		x->retry_after_s = -1; /* a new response (after 100 Continue) */
+		return n;
+	}
+	static const char name[] = "retry-after:";
+	if (n > sizeof(name) - 1 && strncasecmp(buf, name, sizeof(name) - 1) == 0) {
+		char val[32];
+		size_t vlen = n - (sizeof(name) - 1);
+		if (vlen >= sizeof(val))
+			vlen = sizeof(val) - 1;
+		memcpy(val, buf + sizeof(name) - 1, vlen);
+		val[vlen] = '\0';
+		char *p = val, *end;
+		while (*p == ' ' || *p == '\t')
+			p++;
+		errno = 0;
+		unsigned long v = strtoul(p, &end, 10);
+		if (!errno && end != p && (*end == '\r' || *end == '\n' || *end == '\0' || *end == ' '))
+			x->retry_after_s = v > RETRY_AFTER_MAX_S ? RETRY_AFTER_MAX_S : (int)v;
+	}
+	return n;
+}
+
+static void xfer_free(struct xfer *x)
+{
+	if (x->easy)
+		curl_easy_cleanup(x->easy);
+	curl_slist_free_all(x->hdrs);
+	gw_upstream_req_free(&x->req);
+	gw_buf_free(&x->resp);
+	free(x);
+}
+
+static void xfer_unlink(struct worker *w, struct xfer *x)
+{
+	if (x->prev)
+		x->prev->next = x->next;
+	else
+		w->xfers = x->next;
+	if (x->next)
+		x->next->prev = x->prev;
+	curl_multi_remove_handle(w->multi, x->easy);
+}
+
+static void fail_job(struct gw_job *job, int status, const char *type, const char *code,
+		     const char *msg)
+{
+	struct gw_error err;
+	gw_error_set(&err, status, type, code, NULL, "%s", msg);
+	gw_job_set_error(job, &err);
+}
+
+static void deadline_job(struct gw_job *job)
+{
+	struct gw_error err;
+	gw_error_set(&err, 504, "timeout_error", "deadline_exceeded", NULL,
+		     "the deadline passed after %lld ms (%s)",
+		     (long long)((gw_now_us() - job->t_arrival_us) / 1000),
+		     job->attempt_log.len ? job->attempt_log.data : "waiting for the provider");
+	gw_job_set_error(job, &err);
+}
+
+static void start_xfer(struct worker *w, struct gw_job *job)
+{
+	struct gw_sched *s = w->pool->sched;
+	const struct gw_config *c = job->conf;
+	int p = job->provider;
+	const struct gw_provider_conf *pc = &c->prov[p];
+	const char *pname = gw_provider_name((enum gw_provider_id)p);
+	int64_t now = gw_now_us();
+	struct gw_error err;
+
+	if (job->deadline_us && now >= job->deadline_us) {
+		deadline_job(job);
+		gw_sched_attempt_end(s, job, false, 0);
+		return;
+	}
+	struct xfer *x = calloc(1, sizeof(*x));
+	if (!x) {
+		fail_job(job, 500, "api_error", "internal_error", "out of memory");
+		gw_sched_attempt_end(s, job, false, 0);
+		return;
+	}
+	x->w = w;
+	x->job = job;
+	x->retry_after_s = -1;
+	gw_buf_init(&x->resp, c->upstream_max_body_bytes);
+
+	const char *um = gw_config_map_model(c, job->chat.model, (enum gw_provider_id)p);
+	int rc = gw_provider_build(pc, (enum gw_provider_id)p, &job->chat, um ? um : job->chat.model,
+				   &x->req, &err);
+	if (rc < 0) {
+		/* This dialect cannot express the request: skip the provider. */
+		gw_job_log_attempt(job, pname, rc == -EINVAL ? err.message : "out of memory");
+		xfer_free(x);
+		gw_sched_attempt_end(s, job, true, 0);
+		return;
+	}
+
+	x->timeout_ms = pc->timeout_ms;
+	if (job->deadline_us) {
+		int64_t left_ms = (job->deadline_us - now + 999) / 1000;
+		if (left_ms < (int64_t)x->timeout_ms) {
+			x->timeout_ms = (unsigned)left_ms;
+			x->deadline_limited = true;
+		}
+	}
+
+	x->easy = curl_easy_init();
+	if (!x->easy)
+		goto oom;
+	for (size_t i = 0; i < x->req.n_headers; i++) {
+		struct curl_slist *h = curl_slist_append(x->hdrs, x->req.headers[i]);
+		if (!h)
+			goto oom;
+		x->hdrs = h;
+	}
+	/* Upstream never needs the 100-continue round trip. */
+	struct curl_slist *h = curl_slist_append(x->hdrs, "Expect:");
+	if (!h)
+		goto oom;
+	x->hdrs = h;
+
+	CURL *e = x->easy;
+	curl_easy_setopt(e, CURLOPT_URL, x->req.url);
+	curl_easy_setopt(e, CURLOPT_POST, 1L);
+	curl_easy_setopt(e, CURLOPT_POSTFIELDS, x->req.body);
+	curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)x->req.body_len);
+	curl_easy_setopt(e, CURLOPT_HTTPHEADER, x->hdrs);
+	curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, write_cb);
+	curl_easy_setopt(e, CURLOPT_WRITEDATA, x);
+	curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, header_cb);
+	curl_easy_setopt(e, CURLOPT_HEADERDATA, x);
+	curl_easy_setopt(e, CURLOPT_PRIVATE, x);
+	curl_easy_setopt(e, CURLOPT_ERRORBUFFER, x->errbuf);
+	curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
+	curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, (long)(x->timeout_ms ? x->timeout_ms : 1));
+	curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, (long)pc->connect_timeout_ms);
+	curl_easy_setopt(e, CURLOPT_USERAGENT, "llmgw/" GW_VERSION);
+	curl_easy_setopt(e, CURLOPT_TCP_KEEPALIVE, 1L);
+	curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
+
+	x->started_us = now;
+	x->next = w->xfers;
+	if (w->xfers)
+		w->xfers->prev = x;
+	w->xfers = x;
+	if (curl_multi_add_handle(w->multi, e) != CURLM_OK) {
+		w->xfers = x->next;
+		if (w->xfers)
+			w->xfers->prev = NULL;
+		goto oom;
+	}
+	return;
+oom:
+	xfer_free(x);
+	fail_job(job, 500, "api_error", "internal_error", "could not start the upstream call");
+	gw_sched_attempt_end(s, job, false, 0);
+}
+
+/* Text for a failed transfer, for the attempt log. */
+static void curl_reason(const struct xfer *x, CURLcode res, char *out, size_t n)
+{
+	switch (res) {
+	case CURLE_OPERATION_TIMEDOUT:
+		snprintf(out, n, "timeout after %u ms", x->timeout_ms);
+		break;
+	case CURLE_COULDNT_CONNECT:
+	case CURLE_COULDNT_RESOLVE_HOST:
+		snprintf(out, n, "connect failed (%.120s)", x->errbuf[0] ? x->errbuf : curl_easy_strerror(res));
+		break;
+	case CURLE_WRITE_ERROR:
+		snprintf(out, n, "upstream body over %zu bytes", x->resp.max);
+		break;
+	case CURLE_GOT_NOTHING:
+	case CURLE_RECV_ERROR:
+	case CURLE_SEND_ERROR:
+	case CURLE_PARTIAL_FILE:
+		snprintf(out, n, "connection reset or closed (%.120s)",
+			 x->errbuf[0] ? x->errbuf : curl_easy_strerror(res));
+		break;
+	default:
+		snprintf(out, n, "%.150s", x->errbuf[0] ? x->errbuf : curl_easy_strerror(res));
+		break;
+	}
+}
+
+static void end_xfer(struct worker *w, struct xfer *x, CURLcode res)
+{
+	struct gw_sched *s = w->pool->sched;
+	struct gw_job *job = x->job;
+	const struct gw_provider_conf *pc = &job->conf->prov[job->provider];
+	const char *pname = gw_provider_name((enum gw_provider_id)job->provider);
+	int64_t now = gw_now_us();
+	int64_t cooldown = 0;
+	bool retry = false;
+	char reason[200];
+
+	xfer_unlink(w, x);
+	job->attempts++;
+	job->upstream_us += now - x->started_us;
+
+	if (res != CURLE_OK) {
+		if (res == CURLE_OPERATION_TIMEDOUT && x->deadline_limited) {
+			gw_job_log_attempt(job, pname, "deadline reached in flight");
+			deadline_job(job);
+			goto out;
+		}
+		curl_reason(x, res, reason, sizeof(reason));
+		gw_job_log_attempt(job, pname, reason);
+		retry = true;
+		goto out;
+	}
+
+	long code = 0;
+	curl_easy_getinfo(x->easy, CURLINFO_RESPONSE_CODE, &code);
+	struct gw_up_result r;
+	gw_provider_parse(pc, (enum gw_provider_id)job->provider, (int)code, x->resp.data ? x->resp.data : "",
+			  x->resp.len, job->chat.model, &r);
+	switch (r.verdict) {
+	case GW_VERDICT_OK:
+	case GW_VERDICT_CLIENT_ERROR:
+		free(job->body);
+		job->body = r.body;
+		job->body_len = r.body_len;
+		job->status = r.status;
+		job->usage = r.usage;
+		r.body = NULL;
+		break;
+	case GW_VERDICT_RETRY:
+		gw_job_log_attempt(job, pname, r.reason);
+		retry = true;
+		if (x->retry_after_s >= 0 && (code == 429 || code == 503 || code == 529))
+			cooldown = now + (int64_t)x->retry_after_s * 1000000;
+		else if (code == 429)
+			cooldown = now + (int64_t)pc->cooldown_ms * 1000;
+		break;
+	}
+	gw_up_result_free(&r);
+out:
+	if (retry && job->deadline_us && now >= job->deadline_us) {
+		deadline_job(job);
+		retry = false;
+	}
+	xfer_free(x);
+	gw_sched_attempt_end(s, job, retry, cooldown);
+}
+
+static void check_done(struct worker *w)
+{
+	CURLMsg *m;
+	int left;
+	while ((m = curl_multi_info_read(w->multi, &left)) != NULL) {
+		if (m->msg != CURLMSG_DONE)
+			continue;
+		struct xfer *x = NULL;
+		curl_easy_getinfo(m->easy_handle, CURLINFO_PRIVATE, (char **)&x);
+		if (x)
+			end_xfer(w, x, m->data.result);
+	}
+}
+
+static void abort_all(struct worker *w)
+{
+	struct gw_sched *s = w->pool->sched;
+	while (w->xfers) {
+		struct xfer *x = w->xfers;
+		struct gw_job *job = x->job;
+		xfer_unlink(w, x);
+		xfer_free(x);
+		fail_job(job, 503, "service_unavailable", "shutting_down",
+			 "the gateway shut down before the provider answered");
+		job->retry_after_s = 1;
+		gw_sched_attempt_end(s, job, false, 0);
+	}
+}
+
+/* Takes the inbox and starts its jobs; honours abort and stop requests. */
+static bool handle_inbox(struct worker *w)
+{
+	uint64_t cnt;
+	ssize_t r = read(w->evfd, &cnt, sizeof(cnt));
+	(void)r;
+	pthread_mutex_lock(&w->lock);
+	struct gw_job *job = w->in_head;
+	w->in_head = w->in_tail = NULL;
+	bool stop = w->stop, abort_req = w->abort;
+	w->abort = false;
+	pthread_mutex_unlock(&w->lock);
+	while (job) {
+		struct gw_job *nx = job->wnext;
+		job->wnext = NULL;
+		start_xfer(w, job);
+		job = nx;
+	}
+	if (abort_req || stop)
+		abort_all(w);
+	return stop;
+}
+
+static void *worker_main(void *arg)
+{
+	struct worker *w = arg;
+	struct epoll_event evs[MAX_EVENTS];
+	int running = 0;
+	bool stop = false;
+	while (!stop) {
+		int timeout = -1;
+		if (w->timer_at_us >= 0) {
+			int64_t d = w->timer_at_us - gw_now_us();
+			timeout = d <= 0 ? 0 : (int)((d + 999) / 1000);
+		}
+		int n = epoll_wait(w->epfd, evs, MAX_EVENTS, timeout);
+		if (n < 0 && errno != EINTR) {
+			gw_log_warn("worker %u: epoll_wait", w->index);
+			continue;
+		}
+		for (int i = 0; i < n; i++) {
+			int fd = evs[i].data.fd;
+			if (fd == w->evfd) {
+				stop = handle_inbox(w) || stop;
+				continue;
+			}
+			int flags = 0;
+			if (evs[i].events & EPOLLIN)
+				flags |= CURL_CSELECT_IN;
+			if (evs[i].events & EPOLLOUT)
+				flags |= CURL_CSELECT_OUT;
+			if (evs[i].events & (EPOLLERR | EPOLLHUP))
+				flags |= CURL_CSELECT_ERR;
+			curl_multi_socket_action(w->multi, fd, flags, &running);
+		}
+		if (w->timer_at_us >= 0 && gw_now_us() >= w->timer_at_us) {
+			w->timer_at_us = -1;
+			curl_multi_socket_action(w->multi, CURL_SOCKET_TIMEOUT, 0, &running);
+		}
+		check_done(w);
+	}
+	return NULL;
+}
+
+struct gw_workers *gw_workers_new(unsigned n, struct gw_sched *s)
+{
+	struct gw_workers *p = calloc(1, sizeof(*p));
+	if (!p)
+		return NULL;
+	p->sched = s;
+	p->n = n ? n : 1;
+	atomic_init(&p->next, 0);
+	p->w = calloc(p->n, sizeof(*p->w));
+	if (!p->w)
+		goto fail;
+	for (unsigned i = 0; i < p->n; i++) {
+		struct worker *w = &p->w[i];
+		w->pool = p;
+		w->index = i;
+		w->timer_at_us = -1;
+		w->epfd = -1;
+		w->evfd = -1;
+		pthread_mutex_init(&w->lock, NULL);
+		w->epfd = epoll_create1(EPOLL_CLOEXEC);
+		w->evfd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+		w->multi = curl_multi_init();
+		if (w->epfd < 0 || w->evfd < 0 || !w->multi)
+			goto fail;
+		struct epoll_event ev = { .events = EPOLLIN, .data.fd = w->evfd };
+		if (epoll_ctl(w->epfd, EPOLL_CTL_ADD, w->evfd, &ev) < 0)
+			goto fail;
+		curl_multi_setopt(w->multi, CURLMOPT_SOCKETFUNCTION, sock_cb);
+		curl_multi_setopt(w->multi, CURLMOPT_SOCKETDATA, w);
+		curl_multi_setopt(w->multi, CURLMOPT_TIMERFUNCTION, timer_cb);
+		curl_multi_setopt(w->multi, CURLMOPT_TIMERDATA, w);
+		/* Keep idle connections to providers for reuse. */
+		curl_multi_setopt(w->multi, CURLMOPT_MAXCONNECTS, 1024L);
+	}
+	return p;
+fail:
+	gw_workers_free(p);
+	return NULL;
+}
+
+int gw_workers_start(struct gw_workers *p)
+{
+	for (unsigned i = 0; i < p->n; i++) {
+		int rc = pthread_create(&p->w[i].thread, NULL, worker_main, &p->w[i]);
+		if (rc != 0)
+			return -rc;
+		p->w[i].started = true;
+	}
+	return 0;
+}
+
+void gw_workers_dispatch(struct gw_workers *p, struct gw_job *job)
+{
+	unsigned i = atomic_fetch_add_explicit(&p->next, 1, memory_order_relaxed) % p->n;
+	struct worker *w = &p->w[i];
+	job->wnext = NULL;
+	pthread_mutex_lock(&w->lock);
+	if (w->in_tail)
+		w->in_tail->wnext = job;
+	else
+		w->in_head = job;
+	w->in_tail = job;
+	pthread_mutex_unlock(&w->lock);
+	wake(w);
+}
+
+void gw_workers_abort_all(struct gw_workers *p)
+{
+	for (unsigned i = 0; i < p->n; i++) {
+		pthread_mutex_lock(&p->w[i].lock);
+		p->w[i].abort = true;
+		pthread_mutex_unlock(&p->w[i].lock);
+		wake(&p->w[i]);
+	}
+}
+
+void gw_workers_free(struct gw_workers *p)
+{
+	if (!p)
+		return;
+	for (unsigned i = 0; p->w && i < p->n; i++) {
+		struct worker *w = &p->w[i];
+		if (!w->started)
+			continue;
+		pthread_mutex_lock(&w->lock);
+		w->stop = true;
+		pthread_mutex_unlock(&w->lock);
+		wake(w);
+		pthread_join(w->thread, NULL);
+	}
+	for (unsigned i = 0; p->w && i < p->n; i++) {
+		struct worker *w = &p->w[i];
+		if (w->multi)
+			curl_multi_cleanup(w->multi);
+		if (w->epfd >= 0)
+			close(w->epfd);
+		if (w->evfd >= 0)
+			close(w->evfd);
+		pthread_mutex_destroy(&w->lock);
+	}
+	free(p->w);
+	free(p);
+}
