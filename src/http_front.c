@@ -42,7 +42,8 @@ enum route {
 	ROUTE_CHAT,
 	ROUTE_MODELS,
 	ROUTE_HEALTH,
-	ROUTE_READY
+	ROUTE_READY,
+	ROUTE_STATS
 };
 
 struct gw_front {
@@ -153,6 +154,8 @@ static enum route route_of(const char *url)
 		return ROUTE_HEALTH;
 	if (strcmp(url, "/ready") == 0)
 		return ROUTE_READY;
+	if (strcmp(url, "/stats") == 0)
+		return ROUTE_STATS;
 	return ROUTE_NONE;
 }
 
@@ -187,6 +190,39 @@ static enum MHD_Result answer_ready(struct conn *c)
 	return send_json(c, ready ? 200 : 503,
 			 json_pack("{s:b, s:o, s:s}", "ready", ready, "providers", provs, "redis",
 				   "disabled"));
+}
+
+/* Live scheduler state: queue depths and limiters. */
+static json_t *sched_json(struct gw_front *f)
+{
+	struct gw_sched_snapshot snap;
+	gw_sched_snapshot(f->sched, &snap);
+	json_t *queues = json_object();
+	for (int i = 0; i < GW_PRIO_COUNT; i++)
+		json_object_set_new(queues, gw_priority_name((enum gw_priority)i),
+				    json_pack("{s:i, s:I}", "depth", (int)snap.queues[i].depth,
+					      "oldest_ms", (json_int_t)snap.queues[i].oldest_ms));
+	json_t *lims = json_object();
+	for (int p = 0; p < GW_PROV_COUNT; p++)
+		json_object_set_new(lims, gw_provider_name((enum gw_provider_id)p),
+				    json_pack("{s:i, s:i, s:f, s:i, s:i, s:I}", "rpm",
+					      (int)snap.limiters[p].rpm, "burst",
+					      (int)snap.limiters[p].burst, "tokens",
+					      snap.limiters[p].tokens, "in_flight",
+					      (int)snap.limiters[p].in_flight, "concurrency",
+					      (int)snap.limiters[p].concurrency, "cooldown_ms",
+					      (json_int_t)snap.limiters[p].cooldown_ms));
+	return json_pack("{s:o, s:o, s:i}", "queues", queues, "limiters", lims, "live",
+			 (int)snap.live);
+}
+
+static enum MHD_Result answer_stats(struct conn *c)
+{
+	json_t *root = sched_json(c->f);
+	if (root)
+		json_object_set_new(root, "uptime_s",
+				    json_integer((gw_now_us() - c->f->started_us) / 1000000));
+	return send_json(c, 200, root);
 }
 
 static enum MHD_Result answer_models(struct conn *c)
@@ -388,6 +424,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *mc, const ch
 			return answer_ready(c);
 		if (c->route == ROUTE_MODELS)
 			return answer_models(c);
+		if (c->route == ROUTE_STATS)
+			return answer_stats(c);
 		return MHD_NO;
 	case CONN_BODY:
 		if (*upload_data_size > 0) {

@@ -1,0 +1,68 @@
+// Priority: with one provider slot held by a slow blocker, LOW requests
+// queued first still reach the provider after CRITICAL and HIGH ones.
+import { test, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { startFake, startGateway, chatBody, waitFor } from './lib.mjs';
+
+let fake, gw;
+after(async () => { await gw?.stop(); await fake?.stop(); });
+
+const stats = async () => (await fetch(`${gw.url}/stats`)).json();
+
+test('CRITICAL and HIGH overtake LOW queued before them; FIFO within a level', async () => {
+  fake = await startFake('openrouter');
+  gw = await startGateway({
+    providers: { openrouter: { fake, concurrent: 1, rpm: 6000 } },
+    order: ['openrouter'],
+    queue: { aging_ms: 600000 },
+  });
+  const blocker = gw.chat(chatBody('blocker @fake:delay_ms=800'), { 'X-Priority': 'LOW' });
+  await waitFor('blocker at the provider', async () => (await stats()).limiters.openrouter.in_flight === 1);
+
+  const sent = [];
+  const send = (label, prio) => sent.push(gw.chat(chatBody(label), { 'X-Priority': prio, 'X-Service-Name': 'prio_test' }));
+  for (let i = 1; i <= 3; i++) send(`low-${i}`, 'LOW');
+  await waitFor('3 LOW queued', async () => (await stats()).queues.LOW.depth === 3);
+  send('medium-1', 'MEDIUM');
+  send('high-1', 'HIGH');
+  send('critical-1', 'CRITICAL');
+  send('high-2', '2');
+  await waitFor('all queued', async () => {
+    const q = (await stats()).queues;
+    return q.CRITICAL.depth === 1 && q.HIGH.depth === 2 && q.MEDIUM.depth === 1;
+  });
+
+  const results = await Promise.all([blocker, ...sent]);
+  for (const r of results) assert.equal(r.status, 200, r.text);
+
+  const order = (await fake.requests())
+    .map((r) => r.body.messages[0].content)
+    .filter((c) => !c.startsWith('blocker'));
+  assert.deepEqual(order, ['critical-1', 'high-1', 'high-2', 'medium-1', 'low-1', 'low-2', 'low-3']);
+  // X-Queue-Ms shows the LOW ones waited.
+  const low1 = results[1];
+  assert.ok(Number(low1.headers.get('x-queue-ms')) > 0);
+});
+
+test('aging: LOW is not starved by a steady stream of HIGH', async () => {
+  await gw.stop();
+  gw = await startGateway({
+    providers: { openrouter: { fake, concurrent: 1, rpm: 60000 } },
+    order: ['openrouter'],
+    queue: { aging_ms: 200 },
+  });
+  await fake.reset();
+  const blocker = gw.chat(chatBody('blocker @fake:delay_ms=300'), { 'X-Priority': 'HIGH' });
+  await waitFor('blocker at the provider', async () => (await stats()).limiters.openrouter.in_flight === 1);
+  const low = gw.chat(chatBody('the-low-one'), { 'X-Priority': 'LOW' });
+  await waitFor('LOW queued', async () => (await stats()).queues.LOW.depth === 1);
+  // 40 HIGH requests of 50 ms each: 2 s of HIGH work, far longer than LOW's
+  // climb to the top (3 agings of 200 ms).
+  const highs = [];
+  for (let i = 0; i < 40; i++) highs.push(gw.chat(chatBody(`high-${i} @fake:delay_ms=50`), { 'X-Priority': 'HIGH' }));
+  const all = await Promise.all([blocker, low, ...highs]);
+  for (const r of all) assert.equal(r.status, 200, r.text);
+  const order = (await fake.requests()).map((r) => r.body.messages[0].content);
+  const lowAt = order.indexOf('the-low-one');
+  assert.ok(lowAt > 0 && lowAt < order.length - 5, `LOW ran at position ${lowAt} of ${order.length}`);
+});
