@@ -507,6 +507,12 @@ static const struct bad_case {
 	  "[model.a] \"a\" is already a name of [model.a]" },
 	{ "[model.a]\nopenai = x\naliases = b c\n", 3,
 	  "[model.a] aliases: must be a comma list of model names" },
+	{ "[model.a]\nopenai = x\naliases = b,\n", 3, "[model.a] aliases: empty entry in the list" },
+	{ "[model.a]\nopenai = x\naliases = b, ,c\n", 3,
+	  "[model.a] aliases: empty entry in the list" },
+	{ "[model.bad name]\nopenai = x\n", 1,
+	  "[model.bad name] is not a model name (printable ASCII, no blanks or commas, at most "
+	  "256 bytes)" },
 	{ "[provider.openai]\nrpm = 5\nrpm = 6\n", 3,
 	  "[provider.openai] rpm: set twice (first at line 2)" },
 	{ "[gateway]\nworkers = 1\n[queue]\n[gateway]\n", 4,
