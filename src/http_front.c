@@ -6,6 +6,8 @@
  *   HEADERS  first callback: route, method, Content-Length and header
  *            checks; errors are answered before any body is read
  *   BODY     body bytes are collected, bounded by max_body_bytes
+ *   DISCARD  a chunked body went over the bound: the rest is read and
+ *            dropped (up to a hard cap) so the client gets its 413
  *   WAITING  a job was submitted and the connection is suspended; the
  *            job's done callback resumes it from whatever thread
  *   ANSWERED a response was queued; NOTIFY_COMPLETED frees the state
@@ -33,6 +35,7 @@
 enum conn_state {
 	CONN_HEADERS = 0,
 	CONN_BODY,
+	CONN_DISCARD,
 	CONN_WAITING,
 	CONN_ANSWERED
 };
@@ -68,7 +71,12 @@ struct conn {
 	struct gw_buf body;
 	struct gw_job *job;
 	bool counted;
+	size_t discarded;
 };
+
+/* How much of an over-long chunked body is read and dropped before the
+ * connection is simply closed. */
+#define DISCARD_CAP (8u << 20)
 
 static struct gw_config *current_config(struct gw_front *f)
 {
@@ -432,14 +440,22 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *mc, const ch
 			int rc = gw_buf_append(&c->body, upload_data, *upload_data_size);
 			*upload_data_size = 0;
 			if (rc == -E2BIG) {
-				gw_error_set(&err, 413, "invalid_request_error", "body_too_large",
-					     NULL, "the request body is over the %zu-byte limit",
-					     c->conf->max_body_bytes);
-				return send_error(c, &err, c->job->id);
+				gw_buf_free(&c->body);
+				c->state = CONN_DISCARD;
+				return MHD_YES;
 			}
 			return rc < 0 ? MHD_NO : MHD_YES;
 		}
 		return submit_chat(c);
+	case CONN_DISCARD:
+		if (*upload_data_size > 0) {
+			c->discarded += *upload_data_size;
+			*upload_data_size = 0;
+			return c->discarded > DISCARD_CAP ? MHD_NO : MHD_YES;
+		}
+		gw_error_set(&err, 413, "invalid_request_error", "body_too_large", NULL,
+			     "the request body is over the %zu-byte limit", c->conf->max_body_bytes);
+		return send_error(c, &err, c->job->id);
 	case CONN_WAITING:
 		if (!atomic_load(&c->job->finished))
 			return MHD_YES; /* spurious call; still waiting */

@@ -56,13 +56,18 @@ test('aging: LOW is not starved by a steady stream of HIGH', async () => {
   await waitFor('blocker at the provider', async () => (await stats()).limiters.openrouter.in_flight === 1);
   const low = gw.chat(chatBody('the-low-one'), { 'X-Priority': 'LOW' });
   await waitFor('LOW queued', async () => (await stats()).queues.LOW.depth === 1);
-  // 40 HIGH requests of 50 ms each: 2 s of HIGH work, far longer than LOW's
-  // climb to the top (3 agings of 200 ms).
+  // A steady stream of HIGH work arriving faster than it is served (one every
+  // 40 ms, 50 ms each) keeps the HIGH queue non-empty for 2 s. Without aging,
+  // LOW would run last; with 200 ms aging it climbs three levels in 600 ms
+  // and overtakes the HIGH work that arrives after that.
   const highs = [];
-  for (let i = 0; i < 40; i++) highs.push(gw.chat(chatBody(`high-${i} @fake:delay_ms=50`), { 'X-Priority': 'HIGH' }));
+  for (let i = 0; i < 50; i++) {
+    highs.push(gw.chat(chatBody(`high-${i} @fake:delay_ms=50`), { 'X-Priority': 'HIGH' }));
+    await new Promise((r) => setTimeout(r, 40));
+  }
   const all = await Promise.all([blocker, low, ...highs]);
   for (const r of all) assert.equal(r.status, 200, r.text);
   const order = (await fake.requests()).map((r) => r.body.messages[0].content);
   const lowAt = order.indexOf('the-low-one');
-  assert.ok(lowAt > 0 && lowAt < order.length - 5, `LOW ran at position ${lowAt} of ${order.length}`);
+  assert.ok(lowAt > 1 && lowAt < order.length - 10, `LOW ran at position ${lowAt} of ${order.length}`);
 });
