@@ -16,14 +16,18 @@ PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 CHECK_LIBS := $(shell pkg-config --libs check 2>/dev/null)
 
+# OPT and WERROR may be set on the command line (CI: WERROR=-Werror);
+# CFLAGS/LDFLAGS from the command line are appended, never replace ours.
+OPT    ?= -O2 -g
+WERROR ?=
 WARN   := -Wall -Wextra -Wshadow -Wformat=2 -Wstrict-prototypes -Wmissing-prototypes
-CFLAGS ?= -O2 -g
-CFLAGS += -std=c11 -D_GNU_SOURCE -pthread $(WARN) -iquote include $(PKG_CFLAGS)
+ALL_CFLAGS  = -std=c11 -D_GNU_SOURCE -pthread $(OPT) $(WARN) $(WERROR) -iquote include \
+	      $(PKG_CFLAGS) $(SAN_FLAGS) $(CFLAGS)
+ALL_LDFLAGS = $(SAN_FLAGS) $(LDFLAGS)
 LDLIBS += $(PKG_LIBS) -pthread -lm
 
 ifneq ($(SANITIZER),)
-CFLAGS  += -fsanitize=$(SANITIZER) -fno-omit-frame-pointer -fno-sanitize-recover=undefined
-LDFLAGS += -fsanitize=$(SANITIZER)
+SAN_FLAGS := -fsanitize=$(SANITIZER) -fno-omit-frame-pointer -fno-sanitize-recover=undefined
 BUILD   := build/san
 BIN     := bin/san
 else
@@ -31,17 +35,21 @@ BUILD   := build/release
 BIN     := bin
 endif
 
-SRCS     := $(wildcard src/*.c)
+# Listed, not globbed: a file joins the build when it is wired in.
+SRCS     := $(addprefix src/,main.c log.c buf.c names.c config.c request.c job.c queue.c \
+	      limiter.c scheduler.c worker.c provider.c provider_openai.c \
+	      provider_anthropic.c http_front.c)
 OBJS     := $(SRCS:src/%.c=$(BUILD)/%.o)
 LIB_OBJS := $(filter-out $(BUILD)/main.o,$(OBJS))
-UNIT_SRCS := $(wildcard tests/unit/check_*.c)
+UNIT_SRCS := $(addprefix tests/unit/,check_main.c check_queue.c check_limiter.c \
+	      check_request.c check_config.c)
 
 .PHONY: all deps run test test-unit test-integration bench clean install valgrind
 
 all: $(BIN)/llmgwd $(BIN)/fake_provider
 
 $(BUILD)/%.o: src/%.c $(wildcard include/*.h) | $(BUILD)
-	$(CC) $(CFLAGS) -c -o $@ $<
+	$(CC) $(ALL_CFLAGS) -c -o $@ $<
 
 $(BUILD):
 	mkdir -p $@
@@ -50,13 +58,13 @@ $(BIN):
 	mkdir -p $@
 
 $(BIN)/llmgwd: $(OBJS) | $(BIN)
-	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(LDLIBS)
 
 $(BIN)/fake_provider: tests/fake_provider.c | $(BIN)
-	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< -ljansson -lm
+	$(CC) $(ALL_CFLAGS) $(ALL_LDFLAGS) -o $@ $< -ljansson -lm
 
 $(BIN)/unit_tests: $(UNIT_SRCS) $(LIB_OBJS) | $(BIN)
-	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $(UNIT_SRCS) $(LIB_OBJS) $(LDLIBS) $(CHECK_LIBS)
+	$(CC) $(ALL_CFLAGS) $(ALL_LDFLAGS) -o $@ $(UNIT_SRCS) $(LIB_OBJS) $(LDLIBS) $(CHECK_LIBS)
 
 deps:
 	bash scripts/deps.sh
@@ -65,13 +73,13 @@ run: deps all
 	bash scripts/run.sh
 
 test: deps all $(BIN)/unit_tests
-	bash scripts/test.sh
+	LLMGW_BINDIR=$(BIN) bash scripts/test.sh
 
 test-unit: all $(BIN)/unit_tests
-	bash scripts/test.sh unit
+	LLMGW_BINDIR=$(BIN) bash scripts/test.sh unit
 
 test-integration: all
-	bash scripts/test.sh integration
+	LLMGW_BINDIR=$(BIN) bash scripts/test.sh integration
 
 bench: deps all
 	bash scripts/bench.sh

@@ -128,10 +128,17 @@ export async function startGateway(opts = {}) {
     log: () => log,
     threads: () => readdirSync(`/proc/${proc.pid}/task`).length,
     rssKb: () => Number(readFileSync(`/proc/${proc.pid}/status`, 'utf8').match(/VmRSS:\s+(\d+)/)[1]),
+    // Stops the daemon; a SIGTERM must end in exit 0 with no sanitizer report.
     async stop(signal = 'SIGTERM') {
-      if (proc.exitCode !== null || proc.signalCode !== null) return proc.exited;
-      proc.kill(signal);
-      return proc.exited;
+      if (proc.exitCode === null && proc.signalCode === null) proc.kill(signal);
+      const res = await proc.exited;
+      if (/ERROR: (Address|Leak)Sanitizer|runtime error:/.test(log)) {
+        throw new Error(`sanitizer report from llmgwd:\n${log.slice(-4000)}`);
+      }
+      if (signal === 'SIGTERM' && res.code !== 0) {
+        throw new Error(`llmgwd exited with ${res.code ?? res.signal} after SIGTERM:\n${log.slice(-2000)}`);
+      }
+      return res;
     },
     chat: (body, headers = {}) => chat(url, body, headers),
   };
