@@ -11,6 +11,13 @@
  * Ownership: reference counted. The front holds one reference for the
  * connection; the scheduler holds one from a successful submit until it
  * calls gw_job_finish. gw_job_finish runs the done callback exactly once.
+ *
+ * Streams: a streamed job's bytes for the client collect in `out` under
+ * `lock`; the front drains them. Once the first byte is pushed the job is
+ * `started` and can no longer fall back. The front's connection pointer
+ * (`conn`) is set and cleared under `lock`, so a worker never wakes a
+ * connection that is gone; `suspended` says the connection waits for a
+ * wake, so each suspend is matched by exactly one resume.
  */
 #ifndef GW_JOB_H
 #define GW_JOB_H
@@ -68,6 +75,17 @@ struct gw_job {
 
 	gw_job_done_fn done;
 	void *done_arg;
+
+	/* Connection and stream state, under lock. */
+	pthread_mutex_t lock;
+	void *conn;                     /* the front's connection, NULL once gone */
+	void (*wake)(void *conn);       /* resumes conn; called with lock held */
+	bool suspended;
+	struct gw_buf out;              /* stream bytes not yet written to the client */
+	bool started;                   /* first stream byte pushed: no fallback */
+	bool ended;                     /* no more stream bytes will come */
+	bool stream_failed;             /* ended with an error event */
+	bool client_gone;               /* the client left mid-stream: cancel upstream */
 };
 
 /* A new job with one reference, or NULL. conf gains a reference. */
@@ -82,6 +100,23 @@ void gw_job_set_error(struct gw_job *job, const struct gw_error *err);
 
 /* Appends "provider: reason" to the attempt log. */
 void gw_job_log_attempt(struct gw_job *job, const char *provider, const char *reason);
+
+/*
+ * Appends stream bytes for the client (len may be 0) and wakes the
+ * connection if it waits. end marks the stream complete; failed marks it
+ * as ended by an error event. Returns -E2BIG when the client is too slow
+ * and the bound is hit, -ENOMEM, or 0.
+ */
+int gw_job_stream_push(struct gw_job *job, const char *data, size_t len, bool end, bool failed);
+
+/* Wakes the connection if it is suspended (lock taken inside). */
+void gw_job_wake(struct gw_job *job);
+
+/* True once the stream's first byte was pushed (lock taken inside). */
+bool gw_job_started(struct gw_job *job);
+
+/* True once the client left (lock taken inside). */
+bool gw_job_client_gone(struct gw_job *job);
 
 /*
  * Marks the job DONE and runs its done callback; later calls do nothing.

@@ -9,7 +9,10 @@
  *   DISCARD  a chunked body went over the bound: the rest is read and
  *            dropped (up to a hard cap) so the client gets its 413
  *   WAITING  a job was submitted and the connection is suspended; the
- *            job's done callback resumes it from whatever thread
+ *            job resumes it (from whatever thread) when it finishes or
+ *            its stream starts
+ *   STREAMING a chunked event-stream response drains the job's bytes;
+ *            the connection is suspended whenever none are waiting
  *   ANSWERED a response was queued; NOTIFY_COMPLETED frees the state
  */
 #include "http_front.h"
@@ -37,6 +40,7 @@ enum conn_state {
 	CONN_BODY,
 	CONN_DISCARD,
 	CONN_WAITING,
+	CONN_STREAMING,
 	CONN_ANSWERED
 };
 
@@ -250,12 +254,79 @@ static enum MHD_Result answer_models(struct conn *c)
 	return send_json(c, 200, json_pack("{s:s, s:o}", "object", "list", "data", data));
 }
 
+/* job->wake: runs with job->lock held, on whatever thread. */
+static void conn_resume(void *arg)
+{
+	struct conn *c = arg;
+	MHD_resume_connection(c->mc);
+}
+
 /* Runs on whatever thread finished the job. */
 static void job_done(struct gw_job *job, void *arg)
 {
-	(void)job;
-	struct conn *c = arg;
-	MHD_resume_connection(c->mc);
+	(void)arg;
+	gw_job_wake(job);
+}
+
+/* Suspends the connection until the job wakes it. */
+static void conn_suspend(struct conn *c)
+{
+	pthread_mutex_lock(&c->job->lock);
+	c->job->suspended = true;
+	MHD_suspend_connection(c->mc);
+	pthread_mutex_unlock(&c->job->lock);
+}
+
+/* MHD pulls stream bytes from the job; with none waiting it suspends. */
+static ssize_t stream_reader(void *cls, uint64_t pos, char *buf, size_t max)
+{
+	(void)pos;
+	struct conn *c = cls;
+	struct gw_job *job = c->job;
+	ssize_t n;
+	pthread_mutex_lock(&job->lock);
+	if (job->out.len > 0) {
+		size_t k = job->out.len < max ? job->out.len : max;
+		memcpy(buf, job->out.data, k);
+		gw_buf_consume(&job->out, k);
+		n = (ssize_t)k;
+	} else if (job->ended) {
+		n = MHD_CONTENT_READER_END_OF_STREAM;
+	} else {
+		job->suspended = true;
+		MHD_suspend_connection(c->mc);
+		n = 0;
+	}
+	pthread_mutex_unlock(&job->lock);
+	return n;
+}
+
+static void add_job_headers(struct MHD_Response *r, const struct gw_job *job)
+{
+	char num[32];
+	if (job->provider >= 0 && job->status < 500)
+		MHD_add_response_header(r, "X-Provider",
+					gw_provider_name((enum gw_provider_id)job->provider));
+	snprintf(num, sizeof(num), "%lld", (long long)(job->queue_us / 1000));
+	MHD_add_response_header(r, "X-Queue-Ms", num);
+}
+
+static enum MHD_Result answer_stream(struct conn *c)
+{
+	struct gw_job *job = c->job;
+	struct MHD_Response *r =
+		MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 16 * 1024, stream_reader, c, NULL);
+	if (!r)
+		return MHD_NO;
+	c->state = CONN_STREAMING;
+	MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, "text/event-stream");
+	MHD_add_response_header(r, MHD_HTTP_HEADER_CACHE_CONTROL, "no-cache");
+	MHD_add_response_header(r, "X-Accel-Buffering", "no");
+	MHD_add_response_header(r, "X-Request-Id", job->id);
+	add_job_headers(r, job);
+	enum MHD_Result ret = MHD_queue_response(c->mc, MHD_HTTP_OK, r);
+	MHD_destroy_response(r);
+	return ret;
 }
 
 static enum MHD_Result answer_job(struct conn *c)
@@ -270,11 +341,7 @@ static enum MHD_Result answer_job(struct conn *c)
 	    MHD_YES)
 		return MHD_NO;
 	char num[32];
-	if (job->provider >= 0 && job->attempts > 0 && job->status < 500)
-		MHD_add_response_header(r, "X-Provider",
-					gw_provider_name((enum gw_provider_id)job->provider));
-	snprintf(num, sizeof(num), "%lld", (long long)(job->queue_us / 1000));
-	MHD_add_response_header(r, "X-Queue-Ms", num);
+	add_job_headers(r, job);
 	if (job->retry_after_s > 0) {
 		snprintf(num, sizeof(num), "%d", job->retry_after_s);
 		MHD_add_response_header(r, MHD_HTTP_HEADER_RETRY_AFTER, num);
@@ -343,20 +410,18 @@ static enum MHD_Result submit_chat(struct conn *c)
 		if (gw_chat_set_model(&job->chat, m) < 0)
 			return MHD_NO;
 	}
-	if (job->chat.stream) {
-		gw_error_set(&err, 400, "invalid_request_error", "unsupported", "stream",
-			     "streaming is not available in this build; send \"stream\": false");
-		return send_error(c, &err, job->id);
-	}
 	job->done = job_done;
-	job->done_arg = c;
+	job->wake = conn_resume;
+	pthread_mutex_lock(&job->lock);
+	job->conn = c;
+	pthread_mutex_unlock(&job->lock);
 	c->state = CONN_WAITING;
 	/* Suspend first: the job may finish on another thread right away. */
-	MHD_suspend_connection(c->mc);
+	conn_suspend(c);
 	if (gw_sched_submit(c->f->sched, job, &err) < 0) {
 		gw_job_set_error(job, &err);
 		atomic_store(&job->finished, true);
-		MHD_resume_connection(c->mc);
+		gw_job_wake(job);
 	}
 	return MHD_YES;
 }
@@ -457,9 +522,15 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *mc, const ch
 			     "the request body is over the %zu-byte limit", c->conf->max_body_bytes);
 		return send_error(c, &err, c->job->id);
 	case CONN_WAITING:
-		if (!atomic_load(&c->job->finished))
-			return MHD_YES; /* spurious call; still waiting */
-		return answer_job(c);
+		/* A started stream may already be finished: stream it regardless. */
+		if (gw_job_started(c->job))
+			return answer_stream(c);
+		if (atomic_load(&c->job->finished))
+			return answer_job(c);
+		conn_suspend(c); /* spurious wake-up: keep waiting */
+		return MHD_YES;
+	case CONN_STREAMING:
+		return MHD_YES;
 	case CONN_ANSWERED:
 		/* Upload data after an early answer is discarded. */
 		*upload_data_size = 0;
@@ -480,6 +551,13 @@ static void on_completed(void *cls, struct MHD_Connection *mc, void **con_cls,
 	*con_cls = NULL;
 	if (c->counted)
 		atomic_fetch_sub(&f->pending, 1);
+	if (c->job) {
+		pthread_mutex_lock(&c->job->lock);
+		c->job->conn = NULL;
+		if (!c->job->ended)
+			c->job->client_gone = true;
+		pthread_mutex_unlock(&c->job->lock);
+	}
 	gw_buf_free(&c->body);
 	gw_job_unref(c->job);
 	gw_config_unref(c->conf);

@@ -19,6 +19,8 @@ struct gw_job *gw_job_new(struct gw_config *conf)
 	job->chat.max_tokens = -1;
 	job->conf = gw_config_ref(conf);
 	gw_buf_init(&job->attempt_log, 4096);
+	gw_buf_init(&job->out, conf->upstream_max_body_bytes);
+	pthread_mutex_init(&job->lock, NULL);
 	return job;
 }
 
@@ -36,6 +38,8 @@ void gw_job_unref(struct gw_job *job)
 		return;
 	gw_chat_free(&job->chat);
 	gw_buf_free(&job->attempt_log);
+	gw_buf_free(&job->out);
+	pthread_mutex_destroy(&job->lock);
 	free(job->body);
 	gw_config_unref(job->conf);
 	free(job);
@@ -54,6 +58,56 @@ void gw_job_log_attempt(struct gw_job *job, const char *provider, const char *re
 	/* Past the bound the log is simply cut; it is informational. */
 	gw_buf_printf(&job->attempt_log, "%s%s: %s", job->attempt_log.len ? "; " : "", provider,
 		      reason);
+}
+
+/* Caller holds job->lock. */
+static void wake_locked(struct gw_job *job)
+{
+	if (job->suspended && job->conn && job->wake) {
+		job->suspended = false;
+		job->wake(job->conn);
+	}
+}
+
+void gw_job_wake(struct gw_job *job)
+{
+	pthread_mutex_lock(&job->lock);
+	wake_locked(job);
+	pthread_mutex_unlock(&job->lock);
+}
+
+int gw_job_stream_push(struct gw_job *job, const char *data, size_t len, bool end, bool failed)
+{
+	int rc = 0;
+	pthread_mutex_lock(&job->lock);
+	if (len > 0) {
+		rc = gw_buf_append(&job->out, data, len);
+		if (rc == 0)
+			job->started = true;
+	}
+	if (end || rc < 0) {
+		job->ended = true;
+		job->stream_failed = failed || rc < 0;
+	}
+	wake_locked(job);
+	pthread_mutex_unlock(&job->lock);
+	return rc;
+}
+
+bool gw_job_started(struct gw_job *job)
+{
+	pthread_mutex_lock(&job->lock);
+	bool v = job->started;
+	pthread_mutex_unlock(&job->lock);
+	return v;
+}
+
+bool gw_job_client_gone(struct gw_job *job)
+{
+	pthread_mutex_lock(&job->lock);
+	bool v = job->client_gone;
+	pthread_mutex_unlock(&job->lock);
+	return v;
 }
 
 void gw_job_finish(struct gw_job *job)

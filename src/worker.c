@@ -23,6 +23,7 @@
 
 #include "log.h"
 #include "scheduler.h"
+#include "sse.h"
 
 #define MAX_EVENTS 256
 #define RETRY_AFTER_MAX_S 3600
@@ -39,6 +40,10 @@ struct xfer {
 	struct gw_upstream_req req;
 	struct gw_buf resp;
 	int retry_after_s;         /* from the upstream answer, -1: none */
+	struct gw_sse_xlate *xl;   /* streamed jobs: upstream events -> client chunks */
+	struct gw_buf chunk;       /* scratch for one write callback's client bytes */
+	bool stream_error;         /* the translator refused the stream */
+	long http_code;            /* known once headers arrived (streams) */
 	bool deadline_limited;     /* the curl timeout is the job's deadline */
 	unsigned timeout_ms;
 	int64_t started_us;
@@ -113,13 +118,53 @@ static int timer_cb(CURLM *multi, long timeout_ms, void *userp)
 	return 0;
 }
 
+/*
+ * A 200 stream's bytes go through the translator to the client as they
+ * arrive. Before the first client byte a translator error is still
+ * retryable; after it, the error event is the stream's last word.
+ */
+static size_t stream_write(struct xfer *x, const char *ptr, size_t n)
+{
+	struct gw_job *job = x->job;
+	x->chunk.len = 0;
+	int rc = gw_sse_xlate_feed(x->xl, ptr, n, &x->chunk);
+	if (rc < 0) {
+		x->stream_error = true;
+		if (gw_job_started(job))
+			gw_job_stream_push(job, x->chunk.data, x->chunk.len, true, true);
+		return 0; /* abort the transfer */
+	}
+	if (x->chunk.len > 0 &&
+	    gw_job_stream_push(job, x->chunk.data, x->chunk.len, false, false) < 0)
+		return 0;
+	return n;
+}
+
 static size_t write_cb(char *ptr, size_t size, size_t nmemb, void *userdata)
 {
 	struct xfer *x = userdata;
 	size_t n = size * nmemb;
+	if (x->xl) {
+		if (x->http_code == 0)
+			curl_easy_getinfo(x->easy, CURLINFO_RESPONSE_CODE, &x->http_code);
+		if (x->http_code == 200)
+			return stream_write(x, ptr, n);
+	}
 	if (gw_buf_append(&x->resp, ptr, n) < 0)
 		return 0; /* over the upstream body bound: abort the transfer */
 	return n;
+}
+
+/* Streams: a client that left cancels the upstream transfer. */
+static int progress_cb(void *userdata, curl_off_t dltotal, curl_off_t dlnow, curl_off_t ultotal,
+		       curl_off_t ulnow)
+{
+	(void)dltotal;
+	(void)dlnow;
+	(void)ultotal;
+	(void)ulnow;
+	struct xfer *x = userdata;
+	return gw_job_client_gone(x->job) ? 1 : 0;
 }
 
 static size_t header_cb(char *buf, size_t size, size_t nitems, void *userdata)
@@ -156,6 +201,8 @@ static void xfer_free(struct xfer *x)
 	curl_slist_free_all(x->hdrs);
 	gw_upstream_req_free(&x->req);
 	gw_buf_free(&x->resp);
+	gw_buf_free(&x->chunk);
+	gw_sse_xlate_free(x->xl);
 	free(x);
 }
 
@@ -213,6 +260,7 @@ static void start_xfer(struct worker *w, struct gw_job *job)
 	x->job = job;
 	x->retry_after_s = -1;
 	gw_buf_init(&x->resp, c->upstream_max_body_bytes);
+	gw_buf_init(&x->chunk, c->upstream_max_body_bytes);
 
 	const char *um = gw_config_map_model(c, job->chat.model, (enum gw_provider_id)p);
 	int rc = gw_provider_build(pc, (enum gw_provider_id)p, &job->chat, um ? um : job->chat.model,
@@ -234,6 +282,11 @@ static void start_xfer(struct worker *w, struct gw_job *job)
 		}
 	}
 
+	if (job->chat.stream) {
+		x->xl = gw_sse_xlate_new(pc->dialect, job->chat.model, NULL, job->chat.include_usage);
+		if (!x->xl)
+			goto oom;
+	}
 	x->easy = curl_easy_init();
 	if (!x->easy)
 		goto oom;
@@ -267,6 +320,11 @@ static void start_xfer(struct worker *w, struct gw_job *job)
 	curl_easy_setopt(e, CURLOPT_USERAGENT, "llmgw/" GW_VERSION);
 	curl_easy_setopt(e, CURLOPT_TCP_KEEPALIVE, 1L);
 	curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
+	if (x->xl) {
+		curl_easy_setopt(e, CURLOPT_NOPROGRESS, 0L);
+		curl_easy_setopt(e, CURLOPT_XFERINFOFUNCTION, progress_cb);
+		curl_easy_setopt(e, CURLOPT_XFERINFODATA, x);
+	}
 
 	x->started_us = now;
 	x->next = w->xfers;
@@ -313,6 +371,42 @@ static void curl_reason(const struct xfer *x, CURLcode res, char *out, size_t n)
 	}
 }
 
+/*
+ * The end of a stream whose bytes already reach the client: no fallback
+ * is possible. A complete stream is a success; anything else ends with an
+ * error event (unless the translator already sent one) and no [DONE].
+ */
+static void end_started_stream(struct xfer *x, CURLcode res)
+{
+	struct gw_job *job = x->job;
+	job->usage = *gw_sse_xlate_usage(x->xl);
+	job->status = 200;
+	if (res == CURLE_OK && gw_sse_xlate_complete(x->xl)) {
+		gw_job_stream_push(job, NULL, 0, true, false);
+		return;
+	}
+	if (x->stream_error)
+		return; /* the translator's error event was pushed with end */
+	char reason[200], *ev = NULL;
+	if (gw_job_client_gone(job))
+		snprintf(reason, sizeof(reason), "the client disconnected");
+	else if (res != CURLE_OK)
+		curl_reason(x, res, reason, sizeof(reason));
+	else
+		snprintf(reason, sizeof(reason), "the upstream stream ended without finishing");
+	struct gw_error err;
+	gw_error_set(&err, 502, "upstream_error", "stream_broken", NULL,
+		     "the %s stream broke: %s", gw_provider_name((enum gw_provider_id)job->provider),
+		     reason);
+	size_t len;
+	char *body = gw_error_body(&err, &len);
+	if (body && asprintf(&ev, "data: %s\n\n", body) < 0)
+		ev = NULL;
+	gw_job_stream_push(job, ev ? ev : "", ev ? strlen(ev) : 0, true, true);
+	free(ev);
+	free(body);
+}
+
 static void end_xfer(struct worker *w, struct xfer *x, CURLcode res)
 {
 	struct gw_sched *s = w->pool->sched;
@@ -327,6 +421,21 @@ static void end_xfer(struct worker *w, struct xfer *x, CURLcode res)
 	xfer_unlink(w, x);
 	job->attempts++;
 	job->upstream_us += now - x->started_us;
+
+	if (x->xl && gw_job_started(job)) {
+		end_started_stream(x, res);
+		goto out;
+	}
+	if (x->xl && x->http_code == 200) {
+		/* A 200 stream that failed before its first client byte: fall back. */
+		snprintf(reason, sizeof(reason), "%s",
+			 x->stream_error ? "stream error before the first byte"
+			 : res != CURLE_OK ? "stream broke before the first byte"
+					   : "stream ended before the first byte");
+		gw_job_log_attempt(job, pname, reason);
+		retry = true;
+		goto out;
+	}
 
 	if (res != CURLE_OK) {
 		if (res == CURLE_OPERATION_TIMEDOUT && x->deadline_limited) {
