@@ -42,7 +42,7 @@ SRCS     := $(addprefix src/,main.c log.c buf.c names.c config.c request.c job.c
 OBJS     := $(SRCS:src/%.c=$(BUILD)/%.o)
 LIB_OBJS := $(filter-out $(BUILD)/main.o,$(OBJS))
 UNIT_SRCS := $(addprefix tests/unit/,check_main.c check_queue.c check_limiter.c \
-	      check_request.c check_config.c)
+	      check_request.c check_config.c check_anthropic.c check_sse.c)
 
 .PHONY: all deps run test test-unit test-integration bench clean install valgrind
 

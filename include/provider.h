@@ -81,6 +81,16 @@ int gw_anthropic_build(const struct gw_provider_conf *pc, const struct gw_chat *
 void gw_anthropic_parse(int http_status, const char *body, size_t len, const char *client_model,
 			struct gw_up_result *out);
 
+/*
+ * Anthropic vocabulary shared by the dialect and the stream translator.
+ * Both return static strings and accept NULL. finish_reason maps a
+ * stop_reason (end_turn, max_tokens, ...) to OpenAI's finish_reason;
+ * error_type maps an Anthropic error type (overloaded_error, ...) to the
+ * OpenAI error type the client sees.
+ */
+const char *gw_anthropic_finish_reason(const char *stop_reason);
+const char *gw_anthropic_error_type(const char *anthropic_type);
+
 /* True for statuses that send the job to the next provider. */
 bool gw_status_retryable(int status);
 

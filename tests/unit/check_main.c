@@ -11,6 +11,8 @@ Suite *queue_suite(void);
 Suite *limiter_suite(void);
 Suite *request_suite(void);
 Suite *config_suite(void);
+Suite *anthropic_suite(void);
+Suite *sse_suite(void);
 
 int main(void)
 {
@@ -18,6 +20,8 @@ int main(void)
 	srunner_add_suite(sr, limiter_suite());
 	srunner_add_suite(sr, request_suite());
 	srunner_add_suite(sr, config_suite());
+	srunner_add_suite(sr, anthropic_suite());
+	srunner_add_suite(sr, sse_suite());
 	srunner_run_all(sr, CK_NORMAL);
 	int run = srunner_ntests_run(sr);
 	int failed = srunner_ntests_failed(sr);
