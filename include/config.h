@@ -72,10 +72,14 @@ struct gw_config {
 	bool cache_enabled;
 	char *redis_url;
 	unsigned cache_ttl_s;
+	bool cache_per_service;      /* scope = service: services never share answers */
 
 	/* [budget] */
 	gw_pusd budget_daily;        /* global, 0: none */
 	gw_pusd budget_monthly;
+	bool budget_critical_exempt; /* CRITICAL passes a spent budget */
+	unsigned budget_alert_percent; /* one alert when spend crosses this share */
+	char *budget_webhook_url;    /* alerts are POSTed here too; NULL: none */
 
 	struct gw_provider_conf prov[GW_PROV_COUNT];
 	struct gw_model_conf *models;

@@ -387,6 +387,19 @@ static int opt_text(const struct opt *o, struct gw_config *c, void *base, const 
 	return set_text(o, base, v, TEXT_ANY, why, whylen);
 }
 
+/* [cache] scope: "global" (one answer for everyone) or "service". */
+static int opt_scope(const struct opt *o, struct gw_config *c, void *base, const char *v,
+		     char *why, size_t whylen)
+{
+	(void)c;
+	if (strcmp(v, "global") == 0 || strcmp(v, "service") == 0) {
+		*FIELD(base, o, bool) = strcmp(v, "service") == 0;
+		return 0;
+	}
+	snprintf(why, whylen, "must be global or service");
+	return -EINVAL;
+}
+
 static int opt_token(const struct opt *o, struct gw_config *c, void *base, const char *v,
 		     char *why, size_t whylen)
 {
@@ -772,11 +785,15 @@ static const struct opt cache_opts[] = {
 	{ "redis_url", opt_redis_url, GOFF(redis_url), 0, 0, "redis://127.0.0.1:6379/0",
 	  "LLMGW_REDIS_URL" },
 	{ "default_ttl_s", opt_uint, GOFF(cache_ttl_s), 1, 2592000, "300", NULL },
+	{ "scope", opt_scope, GOFF(cache_per_service), 0, 0, "global", NULL },
 };
 
 static const struct opt budget_opts[] = {
 	{ "daily_usd", opt_usd, GOFF(budget_daily), 0, USD(1000000), "0", NULL },
 	{ "monthly_usd", opt_usd, GOFF(budget_monthly), 0, USD(1000000), "0", NULL },
+	{ "critical_exempt", opt_bool, GOFF(budget_critical_exempt), 0, 0, "true", NULL },
+	{ "alert_percent", opt_uint, GOFF(budget_alert_percent), 1, 100, "80", NULL },
+	{ "webhook_url", opt_text, GOFF(budget_webhook_url), 0, 2048, "", "LLMGW_BUDGET_WEBHOOK_URL" },
 };
 
 /* url and pass_unknown_models defaults differ per provider: prov_info. */
@@ -1641,6 +1658,7 @@ static void config_free(struct gw_config *c)
 	free(c->default_model);
 	free(c->state_dir);
 	free(c->redis_url);
+	free(c->budget_webhook_url);
 	for (int p = 0; p < GW_PROV_COUNT; p++) {
 		free(c->prov[p].url);
 		free(c->prov[p].api_key);

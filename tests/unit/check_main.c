@@ -13,6 +13,7 @@ Suite *request_suite(void);
 Suite *config_suite(void);
 Suite *anthropic_suite(void);
 Suite *sse_suite(void);
+Suite *ledger_suite(void);
 
 int main(void)
 {
@@ -22,6 +23,7 @@ int main(void)
 	srunner_add_suite(sr, config_suite());
 	srunner_add_suite(sr, anthropic_suite());
 	srunner_add_suite(sr, sse_suite());
+	srunner_add_suite(sr, ledger_suite());
 	srunner_run_all(sr, CK_NORMAL);
 	int run = srunner_ntests_run(sr);
 	int failed = srunner_ntests_failed(sr);
