@@ -38,13 +38,13 @@ endif
 # Listed, not globbed: a file joins the build when it is wired in.
 SRCS     := $(addprefix src/,main.c log.c buf.c names.c config.c request.c job.c queue.c \
 	      limiter.c scheduler.c worker.c provider.c provider_openai.c \
-	      provider_anthropic.c sse.c answer.c ledger.c stats.c \
+	      provider_anthropic.c sse.c answer.c ledger.c stats.c cache.c \
 	      http_front.c)
 OBJS     := $(SRCS:src/%.c=$(BUILD)/%.o)
 LIB_OBJS := $(filter-out $(BUILD)/main.o,$(OBJS))
 UNIT_SRCS := $(addprefix tests/unit/,check_main.c check_queue.c check_limiter.c \
 	      check_request.c check_config.c check_anthropic.c check_sse.c \
-	      check_ledger.c)
+	      check_ledger.c check_cache.c)
 
 .PHONY: all deps run test test-unit test-integration bench clean install valgrind
 

@@ -12,10 +12,16 @@
 
 struct gw_front;
 struct gw_sched;
+struct gw_ledger;
+struct gw_cache;
+struct gw_workers;
 
 struct gw_front_opts {
 	struct gw_config *conf;      /* initial configuration (a reference is taken) */
 	struct gw_sched *sched;
+	struct gw_ledger *ledger;    /* books every answered chat request */
+	struct gw_cache *cache;      /* may be NULL: no cache */
+	struct gw_workers *workers;  /* for budget alert webhooks */
 	const char *mode;            /* "normal" or "demo", for /health */
 };
 

@@ -26,7 +26,9 @@
 #include <stdatomic.h>
 
 #include "buf.h"
+#include "cache.h"
 #include "config.h"
+#include "ledger.h"
 #include "provider.h"
 #include "queue.h"
 #include "request.h"
@@ -72,6 +74,18 @@ struct gw_job {
 	struct gw_usage usage;
 	int64_t queue_us;               /* time spent queued, all attempts */
 	int64_t upstream_us;
+
+	/* Cache and booking. */
+	const char *x_cache;            /* "HIT", "MISS", "BYPASS" (static) */
+	char cache_key[GW_CACHE_KEY_MAX];
+	bool cache_store;               /* store a successful answer under cache_key */
+	unsigned cache_ttl_s;
+	bool cache_hit;
+	size_t prompt_chars;            /* request body size, for the budget estimate */
+	struct gw_ledger_resv resv;     /* budget hold from admission to booking */
+	gw_pusd cost;                   /* booked cost of this answer */
+	gw_pusd saved;                  /* on a hit: what the call would have cost */
+	struct gw_buf record;           /* streamed bytes as sent, for the cache */
 
 	gw_job_done_fn done;
 	void *done_arg;

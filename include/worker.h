@@ -26,6 +26,12 @@ int gw_workers_start(struct gw_workers *w);
 /* Starts job's attempt on job->provider on one of the workers. Any thread. */
 void gw_workers_dispatch(struct gw_workers *w, struct gw_job *job);
 
+/*
+ * Fire-and-forget JSON POST (budget alert webhooks): copied, sent by a
+ * worker with a 5 s timeout, outcome logged. Any thread.
+ */
+void gw_workers_post(struct gw_workers *w, const char *url, const char *json);
+
 /* Ends every transfer in flight, answering its job 503. Any thread. */
 void gw_workers_abort_all(struct gw_workers *w);
 

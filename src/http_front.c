@@ -30,10 +30,15 @@
 #include <sys/random.h>
 #include <unistd.h>
 
+#include "answer.h"
+#include "cache.h"
 #include "job.h"
+#include "ledger.h"
 #include "log.h"
 #include "request.h"
 #include "scheduler.h"
+#include "stats.h"
+#include "worker.h"
 
 enum conn_state {
 	CONN_HEADERS = 0,
@@ -50,12 +55,16 @@ enum route {
 	ROUTE_MODELS,
 	ROUTE_HEALTH,
 	ROUTE_READY,
-	ROUTE_STATS
+	ROUTE_STATS,
+	ROUTE_METRICS
 };
 
 struct gw_front {
 	struct MHD_Daemon *d;
 	struct gw_sched *sched;
+	struct gw_ledger *ledger;
+	struct gw_cache *cache;
+	struct gw_workers *workers;
 	const char *mode;
 	int64_t started_us;
 	pthread_mutex_t conf_lock;
@@ -76,6 +85,10 @@ struct conn {
 	struct gw_job *job;
 	bool counted;
 	size_t discarded;
+	/* Cache headers, read before the body. */
+	bool no_cache;                 /* Cache-Control: no-cache: skip the lookup, store */
+	bool no_store;                 /* Cache-Control: no-store: neither */
+	char cache_key_hdr[GW_CACHE_EXPLICIT_MAX + 1];
 };
 
 /* How much of an over-long chunked body is read and dropped before the
@@ -168,6 +181,8 @@ static enum route route_of(const char *url)
 		return ROUTE_READY;
 	if (strcmp(url, "/stats") == 0)
 		return ROUTE_STATS;
+	if (strcmp(url, "/metrics") == 0)
+		return ROUTE_METRICS;
 	return ROUTE_NONE;
 }
 
@@ -204,37 +219,36 @@ static enum MHD_Result answer_ready(struct conn *c)
 				   "disabled"));
 }
 
-/* Live scheduler state: queue depths and limiters. */
-static json_t *sched_json(struct gw_front *f)
-{
-	struct gw_sched_snapshot snap;
-	gw_sched_snapshot(f->sched, &snap);
-	json_t *queues = json_object();
-	for (int i = 0; i < GW_PRIO_COUNT; i++)
-		json_object_set_new(queues, gw_priority_name((enum gw_priority)i),
-				    json_pack("{s:i, s:I}", "depth", (int)snap.queues[i].depth,
-					      "oldest_ms", (json_int_t)snap.queues[i].oldest_ms));
-	json_t *lims = json_object();
-	for (int p = 0; p < GW_PROV_COUNT; p++)
-		json_object_set_new(lims, gw_provider_name((enum gw_provider_id)p),
-				    json_pack("{s:i, s:i, s:f, s:i, s:i, s:I}", "rpm",
-					      (int)snap.limiters[p].rpm, "burst",
-					      (int)snap.limiters[p].burst, "tokens",
-					      snap.limiters[p].tokens, "in_flight",
-					      (int)snap.limiters[p].in_flight, "concurrency",
-					      (int)snap.limiters[p].concurrency, "cooldown_ms",
-					      (json_int_t)snap.limiters[p].cooldown_ms));
-	return json_pack("{s:o, s:o, s:i}", "queues", queues, "limiters", lims, "live",
-			 (int)snap.live);
-}
-
+/* /stats (JSON, or CSV with ?format=csv) and /metrics, from the ledger
+ * and a snapshot of the scheduler. */
 static enum MHD_Result answer_stats(struct conn *c)
 {
-	json_t *root = sched_json(c->f);
-	if (root)
-		json_object_set_new(root, "uptime_s",
-				    json_integer((gw_now_us() - c->f->started_us) / 1000000));
-	return send_json(c, 200, root);
+	struct gw_front *f = c->f;
+	struct gw_sched_snapshot snap;
+	int64_t up = (gw_now_us() - f->started_us) / 1000000;
+	const char *fmt = MHD_lookup_connection_value(c->mc, MHD_GET_ARGUMENT_KIND, "format");
+	char *body;
+	const char *ctype;
+	gw_sched_snapshot(f->sched, &snap);
+	if (c->route == ROUTE_METRICS) {
+		body = gw_stats_metrics(f->ledger, c->conf, &snap, up);
+		ctype = "text/plain; version=0.0.4; charset=utf-8";
+	} else if (fmt && strcmp(fmt, "csv") == 0) {
+		body = gw_stats_csv(f->ledger);
+		ctype = "text/csv; charset=utf-8";
+	} else if (fmt && strcmp(fmt, "json") != 0) {
+		struct gw_error err;
+		gw_error_set(&err, 400, "invalid_request_error", "invalid_format", "format",
+			     "format must be json or csv; got '%.32s'", fmt);
+		return send_error(c, &err, NULL);
+	} else {
+		body = gw_stats_json(f->ledger, c->conf, &snap, up);
+		ctype = "application/json";
+	}
+	if (!body)
+		return MHD_NO;
+	c->state = CONN_ANSWERED;
+	return send_body(c->mc, 200, body, strlen(body), ctype, NULL, NULL);
 }
 
 static enum MHD_Result answer_models(struct conn *c)
@@ -261,11 +275,173 @@ static void conn_resume(void *arg)
 	MHD_resume_connection(c->mc);
 }
 
-/* Runs on whatever thread finished the job. */
+/* Posts a budget alert to the configured webhook (Slack and Discord
+ * both accept this shape). */
+static void post_alert(struct gw_front *f, const struct gw_config *conf, const char *msg)
+{
+	if (!conf->budget_webhook_url || !f->workers)
+		return;
+	json_t *o = json_pack("{s:s, s:s}", "text", msg, "content", msg);
+	char *body = o ? json_dumps(o, JSON_COMPACT) : NULL;
+	json_decref(o);
+	if (body)
+		gw_workers_post(f->workers, conf->budget_webhook_url, body);
+	free(body);
+}
+
+/* One ledger entry per answered chat request; budget holds settle here. */
+static void book(struct gw_front *f, struct gw_job *job)
+{
+	const struct gw_config *conf = job->conf;
+	bool priced = false;
+	bool stream_ok = !(job->started && job->stream_failed);
+	job->cost = job->cache_hit ? 0 : gw_ledger_price(conf, job->chat.model, &job->usage, &priced);
+	gw_ledger_settle(f->ledger, &job->resv, job->cost);
+	struct gw_ledger_entry e = {
+		.service = job->service,
+		.provider = job->cache_hit ? -1 : job->provider,
+		.model = job->chat.model,
+		.prio = job->prio,
+		.cache_hit = job->cache_hit,
+		.error = job->status >= 400 || !stream_ok,
+		.prompt_tokens = job->usage.prompt_tokens,
+		.completion_tokens = job->usage.completion_tokens,
+		.cost = job->cost,
+		.saved = job->saved,
+		.queue_us = job->queue_us,
+		.upstream_us = job->upstream_us,
+	};
+	gw_ledger_record(f->ledger, &e);
+	char msg[512];
+	while (gw_ledger_take_alert(f->ledger, conf, conf->budget_alert_percent / 100.0, msg,
+				    sizeof(msg))) {
+		gw_log_warnx("budget alert: %s", msg);
+		post_alert(f, conf, msg);
+	}
+}
+
+/* Stores a successful answer; a stream is stored once it completed. */
+static void store_answer(struct gw_front *f, struct gw_job *job)
+{
+	if (!job->cache_store || job->cache_hit || job->status != 200 || !f->cache)
+		return;
+	char *completion = NULL;
+	size_t clen = 0;
+	if (job->chat.stream) {
+		if (!job->started || job->stream_failed)
+			return;
+		completion = gw_answer_from_sse(job->record.data, job->record.len, &clen);
+	} else if (job->body) {
+		completion = job->body;
+		clen = job->body_len;
+	}
+	if (!completion)
+		return;
+	size_t elen;
+	char *env = gw_answer_pack(completion, clen, &job->usage, job->cost, &elen);
+	if (env)
+		gw_cache_set(f->cache, job->cache_key, env, elen, job->cache_ttl_s);
+	free(env);
+	if (completion != job->body)
+		free(completion);
+}
+
+static void access_log(const struct gw_job *job)
+{
+	char cost[32];
+	gw_ledger_format_usd(job->cost, cost, sizeof(cost));
+	json_t *o = json_pack(
+		"{s:s, s:s, s:s, s:s, s:s, s:s, s:i, s:b, s:I, s:I, s:s, s:I, s:I}", "id", job->id,
+		"service", job->service, "priority", gw_priority_name(job->prio), "provider",
+		job->provider >= 0 && !job->cache_hit ? gw_provider_name((enum gw_provider_id)job->provider)
+						      : "none",
+		"model", job->chat.model ? job->chat.model : "", "cache", job->x_cache, "status",
+		job->status, "stream", job->chat.stream, "prompt_tokens",
+		(json_int_t)job->usage.prompt_tokens, "completion_tokens",
+		(json_int_t)job->usage.completion_tokens, "cost_usd", cost, "queue_ms",
+		(json_int_t)(job->queue_us / 1000), "upstream_ms", (json_int_t)(job->upstream_us / 1000));
+	char *line = o ? json_dumps(o, JSON_COMPACT) : NULL;
+	json_decref(o);
+	if (line)
+		gw_log_access(line);
+	free(line);
+}
+
+/* Runs once per admitted job, on whatever thread finished it. */
 static void job_done(struct gw_job *job, void *arg)
 {
-	(void)arg;
+	struct gw_front *f = arg;
+	book(f, job);
+	store_answer(f, job);
+	access_log(job);
 	gw_job_wake(job);
+}
+
+/* Answers a job that never reached the scheduler (refused at admission). */
+static void finish_refused(struct gw_job *job, const struct gw_error *err)
+{
+	gw_job_set_error(job, err);
+	gw_job_finish(job);
+}
+
+/* After the cache: hold the budget estimate, then queue. */
+static void admit(struct gw_front *f, struct gw_job *job)
+{
+	const struct gw_config *conf = job->conf;
+	struct gw_error err;
+	char why[256];
+	int retry_after = 0;
+	gw_pusd est = gw_ledger_estimate(conf, job->chat.model, job->prompt_chars,
+					 job->chat.max_tokens);
+	bool allow_over = job->prio == GW_PRIO_CRITICAL && conf->budget_critical_exempt;
+	if (gw_ledger_reserve(f->ledger, conf, job->service, est, allow_over, &job->resv,
+			      &retry_after, why, sizeof(why)) < 0) {
+		gw_error_set(&err, 429, "rate_limit_exceeded", "budget_exceeded", NULL, "%s", why);
+		err.retry_after_s = retry_after > 0 ? retry_after : 1;
+		finish_refused(job, &err);
+		return;
+	}
+	if (gw_sched_submit(f->sched, job, &err) < 0)
+		finish_refused(job, &err);
+}
+
+/* The cache lookup's answer, on the cache thread (or the caller's). */
+static void on_cache(void *arg, enum gw_cache_result r, char *value, size_t len)
+{
+	struct gw_job *job = arg;
+	struct gw_front *f = job->done_arg;
+	char *completion = NULL;
+	size_t clen = 0;
+	struct gw_usage u;
+	gw_pusd cost = 0;
+	if (r == GW_CACHE_HIT &&
+	    gw_answer_unpack(value, len, &completion, &clen, &u, &cost) == 0) {
+		job->cache_hit = true;
+		job->x_cache = "HIT";
+		job->usage = u;
+		job->saved = cost;
+		job->status = 200;
+		if (job->chat.stream) {
+			size_t sl = 0;
+			char *sse = gw_answer_to_sse(completion, clen, job->chat.include_usage, &sl);
+			free(completion);
+			if (sse)
+				gw_job_stream_push(job, sse, sl, true, false);
+			free(sse);
+		} else {
+			job->body = completion;
+			job->body_len = clen;
+		}
+		gw_job_finish(job);
+	} else {
+		job->x_cache = r == GW_CACHE_BYPASS ? "BYPASS" : "MISS";
+		/* Redis is away: do not queue a write it will drop anyway. */
+		if (r == GW_CACHE_BYPASS)
+			job->cache_store = false;
+		admit(f, job);
+	}
+	free(value);
+	gw_job_unref(job);
 }
 
 /* Suspends the connection until the job wakes it. */
@@ -304,6 +480,7 @@ static ssize_t stream_reader(void *cls, uint64_t pos, char *buf, size_t max)
 static void add_job_headers(struct MHD_Response *r, const struct gw_job *job)
 {
 	char num[32];
+	MHD_add_response_header(r, "X-Cache", job->x_cache);
 	if (job->provider >= 0 && job->status < 500)
 		MHD_add_response_header(r, "X-Provider",
 					gw_provider_name((enum gw_provider_id)job->provider));
@@ -342,6 +519,8 @@ static enum MHD_Result answer_job(struct conn *c)
 		return MHD_NO;
 	char num[32];
 	add_job_headers(r, job);
+	gw_ledger_format_usd(job->cost, num, sizeof(num));
+	MHD_add_response_header(r, "X-Cost-USD", num);
 	if (job->retry_after_s > 0) {
 		snprintf(num, sizeof(num), "%d", job->retry_after_s);
 		MHD_add_response_header(r, MHD_HTTP_HEADER_RETRY_AFTER, num);
@@ -387,6 +566,39 @@ static int read_headers(struct conn *c, struct gw_error *err)
 	} else {
 		job->prio = svc && svc->priority >= 0 ? (enum gw_priority)svc->priority : GW_PRIO_MEDIUM;
 	}
+	v = MHD_lookup_connection_value(mc, MHD_HEADER_KIND, "X-Cache-Key");
+	if (v) {
+		size_t n = strlen(v);
+		bool ok = n > 0 && n <= GW_CACHE_EXPLICIT_MAX;
+		for (size_t i = 0; ok && i < n; i++)
+			ok = v[i] > 0x20 && v[i] < 0x7f;
+		if (!ok) {
+			gw_error_set(err, 400, "invalid_request_error", "invalid_header", "X-Cache-Key",
+				     "X-Cache-Key must be 1-%d printable characters without blanks",
+				     GW_CACHE_EXPLICIT_MAX);
+			return -EINVAL;
+		}
+		memcpy(c->cache_key_hdr, v, n + 1);
+	}
+	job->cache_ttl_s = svc && svc->cache_ttl_s > 0 ? (unsigned)svc->cache_ttl_s
+						     : c->conf->cache_ttl_s;
+	v = MHD_lookup_connection_value(mc, MHD_HEADER_KIND, "X-Cache-TTL");
+	if (v) {
+		char *end;
+		errno = 0;
+		unsigned long long ttl = strtoull(v, &end, 10);
+		if (errno || end == v || *end || v[0] == '-' || ttl < 1 || ttl > 2592000) {
+			gw_error_set(err, 400, "invalid_request_error", "invalid_header", "X-Cache-TTL",
+				     "X-Cache-TTL must be a number of seconds, 1-2592000; got '%.32s'", v);
+			return -EINVAL;
+		}
+		job->cache_ttl_s = (unsigned)ttl;
+	}
+	v = MHD_lookup_connection_value(mc, MHD_HEADER_KIND, MHD_HTTP_HEADER_CACHE_CONTROL);
+	if (v) {
+		c->no_store = strcasestr(v, "no-store") != NULL;
+		c->no_cache = strcasestr(v, "no-cache") != NULL;
+	}
 	int64_t deadline_ms = c->conf->deadline_ms[job->prio];
 	v = MHD_lookup_connection_value(mc, MHD_HEADER_KIND, "X-Deadline-Ms");
 	if (v && gw_hdr_deadline_ms(v, &deadline_ms, err) < 0)
@@ -396,13 +608,15 @@ static int read_headers(struct conn *c, struct gw_error *err)
 	return 0;
 }
 
-/* The body is complete: parse it, submit the job and suspend. */
+/* The body is complete: parse it, look in the cache or queue the job, suspend. */
 static enum MHD_Result submit_chat(struct conn *c)
 {
+	struct gw_front *f = c->f;
 	struct gw_job *job = c->job;
 	struct gw_error err;
 	if (gw_chat_parse(c->body.data, c->body.len, &job->chat, &err) < 0)
 		return send_error(c, &err, job->id);
+	job->prompt_chars = c->body.len;
 	gw_buf_free(&c->body);
 	if (strcmp(job->chat.model, "default") == 0) {
 		const struct gw_service_conf *svc = gw_config_service(c->conf, job->service);
@@ -411,6 +625,7 @@ static enum MHD_Result submit_chat(struct conn *c)
 			return MHD_NO;
 	}
 	job->done = job_done;
+	job->done_arg = f;
 	job->wake = conn_resume;
 	pthread_mutex_lock(&job->lock);
 	job->conn = c;
@@ -418,11 +633,24 @@ static enum MHD_Result submit_chat(struct conn *c)
 	c->state = CONN_WAITING;
 	/* Suspend first: the job may finish on another thread right away. */
 	conn_suspend(c);
-	if (gw_sched_submit(c->f->sched, job, &err) < 0) {
-		gw_job_set_error(job, &err);
-		atomic_store(&job->finished, true);
-		gw_job_wake(job);
+
+	if (f->cache && c->conf->cache_enabled && !c->no_store) {
+		char scope[GW_CACHE_SCOPE_MAX];
+		if (c->conf->cache_per_service)
+			snprintf(scope, sizeof(scope), "s:%s", job->service);
+		else
+			snprintf(scope, sizeof(scope), "g");
+		if (gw_cache_key(&job->chat, c->cache_key_hdr[0] ? c->cache_key_hdr : NULL, scope,
+				 job->cache_key, sizeof(job->cache_key)) == 0) {
+			job->cache_store = true;
+			job->x_cache = "MISS";
+			if (!c->no_cache) {
+				gw_cache_get(f->cache, job->cache_key, on_cache, gw_job_ref(job));
+				return MHD_YES;
+			}
+		}
 	}
+	admit(f, job);
 	return MHD_YES;
 }
 
@@ -497,7 +725,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *mc, const ch
 			return answer_ready(c);
 		if (c->route == ROUTE_MODELS)
 			return answer_models(c);
-		if (c->route == ROUTE_STATS)
+		if (c->route == ROUTE_STATS || c->route == ROUTE_METRICS)
 			return answer_stats(c);
 		return MHD_NO;
 	case CONN_BODY:
@@ -605,6 +833,9 @@ struct gw_front *gw_front_start(const struct gw_front_opts *opts)
 	if (!f)
 		return NULL;
 	f->sched = opts->sched;
+	f->ledger = opts->ledger;
+	f->cache = opts->cache;
+	f->workers = opts->workers;
 	f->mode = opts->mode;
 	f->started_us = gw_now_us();
 	pthread_mutex_init(&f->conf_lock, NULL);

@@ -20,6 +20,8 @@ struct gw_job *gw_job_new(struct gw_config *conf)
 	job->conf = gw_config_ref(conf);
 	gw_buf_init(&job->attempt_log, 4096);
 	gw_buf_init(&job->out, conf->upstream_max_body_bytes);
+	gw_buf_init(&job->record, conf->upstream_max_body_bytes);
+	job->x_cache = "BYPASS";
 	pthread_mutex_init(&job->lock, NULL);
 	return job;
 }
@@ -39,6 +41,7 @@ void gw_job_unref(struct gw_job *job)
 	gw_chat_free(&job->chat);
 	gw_buf_free(&job->attempt_log);
 	gw_buf_free(&job->out);
+	gw_buf_free(&job->record);
 	pthread_mutex_destroy(&job->lock);
 	free(job->body);
 	gw_config_unref(job->conf);
@@ -84,6 +87,9 @@ int gw_job_stream_push(struct gw_job *job, const char *data, size_t len, bool en
 		rc = gw_buf_append(&job->out, data, len);
 		if (rc == 0)
 			job->started = true;
+		/* Past its bound the copy is dropped and the answer not cached. */
+		if (job->cache_store && gw_buf_append(&job->record, data, len) < 0)
+			job->cache_store = false;
 	}
 	if (end || rc < 0) {
 		job->ended = true;

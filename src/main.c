@@ -18,13 +18,17 @@
 #include <systemd/sd-daemon.h>
 #include <unistd.h>
 
+#include "cache.h"
 #include "config.h"
 #include "http_front.h"
+#include "ledger.h"
 #include "log.h"
 #include "scheduler.h"
 #include "worker.h"
 
 #define DEFAULT_CONF "/etc/llmgw/llmgw.conf"
+/* The ledger snapshot is rewritten this often (and at shutdown). */
+#define SAVE_INTERVAL_S 10
 #define DEMO_KEY "demo-key"
 
 struct opts {
@@ -145,6 +149,22 @@ static void reload(const struct opts *o, struct gw_config **conf, struct gw_fron
 	log_providers(nc);
 }
 
+static void ledger_path(const struct gw_config *c, char *out, size_t n)
+{
+	snprintf(out, n, "%s/ledger.json", c->state_dir);
+}
+
+static void save_ledger(struct gw_ledger *l, const struct gw_config *c)
+{
+	char path[4200];
+	ledger_path(c, path, sizeof(path));
+	int rc = gw_ledger_save(l, path);
+	if (rc < 0) {
+		errno = -rc;
+		gw_log_warn("cannot save the ledger to %s", path);
+	}
+}
+
 /* Waits until every accepted connection got its answer, or the deadline. */
 static void wait_front(struct gw_front *front, int64_t deadline_us)
 {
@@ -210,6 +230,25 @@ int main(int argc, char **argv)
 	struct gw_sched *sched = NULL;
 	struct gw_workers *workers = NULL;
 	struct gw_front *front = NULL;
+	struct gw_cache *cache = NULL;
+	struct gw_ledger *ledger = gw_ledger_new();
+	char lpath[4200];
+	if (!ledger)
+		goto out;
+	ledger_path(conf, lpath, sizeof(lpath));
+	int lrc = gw_ledger_load(ledger, lpath);
+	if (lrc < 0) {
+		gw_log_errorx("the ledger snapshot %s is unreadable (%s); starting from zero and "
+			      "keeping the file as %s.bad", lpath, strerror(-lrc), lpath);
+		char bad[4300];
+		snprintf(bad, sizeof(bad), "%s.bad", lpath);
+		rename(lpath, bad);
+	}
+	if (conf->cache_enabled) {
+		cache = gw_cache_new(conf->redis_url, 100, 50);
+		if (!cache || gw_cache_start(cache) < 0)
+			gw_log_warnx("cache disabled: cannot use %s", conf->redis_url);
+	}
 	if (gw_workers_global_init() < 0) {
 		gw_log_errorx("libcurl initialisation failed");
 		goto out;
@@ -220,7 +259,8 @@ int main(int argc, char **argv)
 		gw_log_errorx("cannot start the scheduler and %u workers", conf->workers);
 		goto out;
 	}
-	struct gw_front_opts fo = { .conf = conf, .sched = sched, .mode = o.demo ? "demo" : "normal" };
+	struct gw_front_opts fo = { .conf = conf, .sched = sched, .ledger = ledger, .cache = cache,
+				    .workers = workers, .mode = o.demo ? "demo" : "normal" };
 	front = gw_front_start(&fo);
 	if (!front)
 		goto out;
@@ -236,9 +276,13 @@ int main(int argc, char **argv)
 	sd_notify(0, "READY=1");
 
 	for (;;) {
-		int sig;
-		if (sigwait(&sigs, &sig) != 0)
+		struct timespec tick = { .tv_sec = SAVE_INTERVAL_S, .tv_nsec = 0 };
+		int sig = sigtimedwait(&sigs, NULL, &tick);
+		if (sig < 0) {
+			if (errno == EAGAIN)
+				save_ledger(ledger, conf);
 			continue;
+		}
 		if (sig == SIGHUP) {
 			sd_notify(0, "RELOADING=1");
 			reload(&o, &conf, front, sched);
@@ -249,11 +293,14 @@ int main(int argc, char **argv)
 		break;
 	}
 	drain(conf, front, sched, workers);
+	save_ledger(ledger, conf);
 	rc = 0;
 out:
 	gw_front_stop(front);
 	gw_workers_free(workers);
 	gw_sched_free(sched);
+	gw_cache_free(cache);
+	gw_ledger_free(ledger);
 	gw_workers_global_cleanup();
 	gw_config_unref(conf);
 	if (rc == 0)

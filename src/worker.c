@@ -48,6 +48,14 @@ struct xfer {
 	unsigned timeout_ms;
 	int64_t started_us;
 	char errbuf[CURL_ERROR_SIZE];
+	struct post *post;         /* set for a webhook POST: no job */
+};
+
+/* A fire-and-forget POST waiting in a worker's inbox. */
+struct post {
+	struct post *next;
+	char *url;
+	char *body;
 };
 
 struct worker {
@@ -64,6 +72,7 @@ struct worker {
 	pthread_mutex_t lock;      /* guards inbox, stop, abort */
 	struct gw_job *in_head;
 	struct gw_job *in_tail;
+	struct post *posts;
 	bool stop;
 	bool abort;
 };
@@ -203,6 +212,11 @@ static void xfer_free(struct xfer *x)
 	gw_buf_free(&x->resp);
 	gw_buf_free(&x->chunk);
 	gw_sse_xlate_free(x->xl);
+	if (x->post) {
+		free(x->post->url);
+		free(x->post->body);
+		free(x->post);
+	}
 	free(x);
 }
 
@@ -342,6 +356,59 @@ oom:
 	xfer_free(x);
 	fail_job(job, 500, "api_error", "internal_error", "could not start the upstream call");
 	gw_sched_attempt_end(s, job, false, 0);
+}
+
+static void start_post(struct worker *w, struct post *p)
+{
+	struct xfer *x = calloc(1, sizeof(*x));
+	if (!x)
+		goto fail;
+	x->w = w;
+	x->post = p;
+	gw_buf_init(&x->resp, 64 * 1024);
+	x->easy = curl_easy_init();
+	if (!x->easy)
+		goto fail_x;
+	x->hdrs = curl_slist_append(NULL, "Content-Type: application/json");
+	CURL *e = x->easy;
+	curl_easy_setopt(e, CURLOPT_URL, p->url);
+	curl_easy_setopt(e, CURLOPT_POSTFIELDS, p->body);
+	curl_easy_setopt(e, CURLOPT_HTTPHEADER, x->hdrs);
+	curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, write_cb);
+	curl_easy_setopt(e, CURLOPT_WRITEDATA, x);
+	curl_easy_setopt(e, CURLOPT_PRIVATE, x);
+	curl_easy_setopt(e, CURLOPT_ERRORBUFFER, x->errbuf);
+	curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
+	curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, 5000L);
+	curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
+	x->next = w->xfers;
+	if (w->xfers)
+		w->xfers->prev = x;
+	w->xfers = x;
+	if (curl_multi_add_handle(w->multi, e) == CURLM_OK)
+		return;
+	w->xfers = x->next;
+	if (w->xfers)
+		w->xfers->prev = NULL;
+fail_x:
+	xfer_free(x);
+	return;
+fail:
+	free(p->url);
+	free(p->body);
+	free(p);
+}
+
+static void end_post(struct worker *w, struct xfer *x, CURLcode res)
+{
+	long code = 0;
+	xfer_unlink(w, x);
+	curl_easy_getinfo(x->easy, CURLINFO_RESPONSE_CODE, &code);
+	if (res != CURLE_OK || code < 200 || code >= 300)
+		gw_log_warnx("budget webhook failed: %s",
+			     res != CURLE_OK ? (x->errbuf[0] ? x->errbuf : curl_easy_strerror(res))
+					     : "non-2xx answer");
+	xfer_free(x);
 }
 
 /* Text for a failed transfer, for the attempt log. */
@@ -492,7 +559,9 @@ static void check_done(struct worker *w)
 			continue;
 		struct xfer *x = NULL;
 		curl_easy_getinfo(m->easy_handle, CURLINFO_PRIVATE, (char **)&x);
-		if (x)
+		if (x && x->post)
+			end_post(w, x, m->data.result);
+		else if (x)
 			end_xfer(w, x, m->data.result);
 	}
 }
@@ -505,6 +574,8 @@ static void abort_all(struct worker *w)
 		struct gw_job *job = x->job;
 		xfer_unlink(w, x);
 		xfer_free(x);
+		if (!job)
+			continue;
 		fail_job(job, 503, "service_unavailable", "shutting_down",
 			 "the gateway shut down before the provider answered");
 		job->retry_after_s = 1;
@@ -520,7 +591,9 @@ static bool handle_inbox(struct worker *w)
 	(void)r;
 	pthread_mutex_lock(&w->lock);
 	struct gw_job *job = w->in_head;
+	struct post *posts = w->posts;
 	w->in_head = w->in_tail = NULL;
+	w->posts = NULL;
 	bool stop = w->stop, abort_req = w->abort;
 	w->abort = false;
 	pthread_mutex_unlock(&w->lock);
@@ -529,6 +602,11 @@ static bool handle_inbox(struct worker *w)
 		job->wnext = NULL;
 		start_xfer(w, job);
 		job = nx;
+	}
+	while (posts) {
+		struct post *nx = posts->next;
+		start_post(w, posts);
+		posts = nx;
 	}
 	if (abort_req || stop)
 		abort_all(w);
@@ -638,6 +716,27 @@ void gw_workers_dispatch(struct gw_workers *p, struct gw_job *job)
 	else
 		w->in_head = job;
 	w->in_tail = job;
+	pthread_mutex_unlock(&w->lock);
+	wake(w);
+}
+
+void gw_workers_post(struct gw_workers *p, const char *url, const char *json)
+{
+	struct post *post = calloc(1, sizeof(*post));
+	if (!post)
+		return;
+	post->url = strdup(url);
+	post->body = strdup(json);
+	if (!post->url || !post->body) {
+		free(post->url);
+		free(post->body);
+		free(post);
+		return;
+	}
+	struct worker *w = &p->w[0];
+	pthread_mutex_lock(&w->lock);
+	post->next = w->posts;
+	w->posts = post;
 	pthread_mutex_unlock(&w->lock);
 	wake(w);
 }

@@ -175,7 +175,10 @@ test('SIGTERM with requests in flight: every one answered, exit 0', async () => 
   try {
     const pending = [];
     for (let i = 0; i < 6; i++) pending.push(g.chat(chatBody(`drain ${i} @fake:delay_ms=400`)));
-    await waitFor('requests in flight', async () => (await (await fetch(`${g.url}/stats`)).json()).live === 6);
+    await waitFor('2 in flight and 4 queued', async () => {
+      const st = await (await fetch(`${g.url}/stats`)).json();
+      return st.limiters.openrouter.in_flight === 2 && st.queues.MEDIUM.depth === 4;
+    });
     const exited = g.stop('SIGTERM');
     const results = await Promise.all(pending);
     for (const r of results) assert.equal(r.status, 200, r.text);

@@ -14,6 +14,7 @@ Suite *config_suite(void);
 Suite *anthropic_suite(void);
 Suite *sse_suite(void);
 Suite *ledger_suite(void);
+Suite *cache_suite(void);
 
 int main(void)
 {
@@ -24,6 +25,7 @@ int main(void)
 	srunner_add_suite(sr, anthropic_suite());
 	srunner_add_suite(sr, sse_suite());
 	srunner_add_suite(sr, ledger_suite());
+	srunner_add_suite(sr, cache_suite());
 	srunner_run_all(sr, CK_NORMAL);
 	int run = srunner_ntests_run(sr);
 	int failed = srunner_ntests_failed(sr);
