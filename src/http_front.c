@@ -214,9 +214,12 @@ static enum MHD_Result answer_ready(struct conn *c)
 	}
 	if (atomic_load(&f->quiesced))
 		ready = false;
+	const char *redis = f->cache && c->conf->cache_enabled
+				    ? gw_cache_state_name(gw_cache_state(f->cache))
+				    : "disabled";
 	return send_json(c, ready ? 200 : 503,
 			 json_pack("{s:b, s:o, s:s}", "ready", ready, "providers", provs, "redis",
-				   "disabled"));
+				   redis));
 }
 
 /* /stats (JSON, or CSV with ?format=csv) and /metrics, from the ledger
@@ -519,7 +522,10 @@ static enum MHD_Result answer_job(struct conn *c)
 		return MHD_NO;
 	char num[32];
 	add_job_headers(r, job);
-	gw_ledger_format_usd(job->cost, num, sizeof(num));
+	if (job->cost == 0)
+		snprintf(num, sizeof(num), "0");
+	else
+		gw_ledger_format_usd(job->cost, num, sizeof(num));
 	MHD_add_response_header(r, "X-Cost-USD", num);
 	if (job->retry_after_s > 0) {
 		snprintf(num, sizeof(num), "%d", job->retry_after_s);

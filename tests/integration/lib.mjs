@@ -1,7 +1,7 @@
 // Shared helpers of the integration tests: start the real llmgwd and fake
 // provider processes on free loopback ports, wait on conditions with
 // timeouts (never a bare sleep), and read what the fake provider recorded.
-import { spawn } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { mkdtempSync, writeFileSync, readdirSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import net from 'node:net';
@@ -75,6 +75,21 @@ export async function startFake(name = 'fake', extraArgs = []) {
     },
     async reset() { await fetch(`${base}/_reset`, { method: 'POST' }); },
     async stop() { proc.kill('SIGTERM'); await proc.exited; },
+  };
+}
+
+// A redis-server of the test's own on a free loopback port (no persistence).
+export async function startRedis(port) {
+  port = port || await freePort();
+  const proc = track(spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+  }));
+  const cli = (...args) => spawnSync('redis-cli', ['-p', String(port), ...args], { encoding: 'utf8' }).stdout.trim();
+  await waitFor(`redis-server on ${port}`, () => cli('ping') === 'PONG');
+  return {
+    port, proc, cli,
+    url: `redis://127.0.0.1:${port}/0`,
+    async stop() { proc.kill('SIGKILL'); await proc.exited; },
   };
 }
 
