@@ -128,7 +128,7 @@ export async function startGateway(opts = {}) {
     providers,
     order: opts.order,
     queue: opts.queue,
-    gateway: { listen: `127.0.0.1:${port}`, state_dir: path.join(dir, 'state'), ...(opts.gateway || {}) },
+    gateway: { listen: `127.0.0.1:${port}`, state_dir: opts.stateDir || path.join(dir, 'state'), ...(opts.gateway || {}) },
     extra: opts.extra || '',
   }));
   Object.assign(env, opts.env || {});
@@ -139,7 +139,7 @@ export async function startGateway(opts = {}) {
   proc.stderr.on('data', (d) => { log += d; if (process.env.LLMGW_TEST_VERBOSE) process.stderr.write(d); });
   const url = `http://127.0.0.1:${port}`;
   const gw = {
-    url, port, proc, dir, conf, pid: proc.pid,
+    url, port, proc, dir, conf, pid: proc.pid, stateDir: opts.stateDir || path.join(dir, 'state'),
     log: () => log,
     threads: () => readdirSync(`/proc/${proc.pid}/task`).length,
     rssKb: () => Number(readFileSync(`/proc/${proc.pid}/status`, 'utf8').match(/VmRSS:\s+(\d+)/)[1]),
