@@ -151,6 +151,10 @@ bool gw_ledger_take_alert(struct gw_ledger *l, const struct gw_config *conf, dou
  * the ledger is not modified. Outstanding reservations are not saved.
  */
 int gw_ledger_save(struct gw_ledger *l, const char *path);
+/* The snapshot as compact JSON text (malloc'd), as gw_ledger_save writes it; NULL on OOM. */
+char *gw_ledger_dump(struct gw_ledger *l, size_t *len);
+/* Replaces every counter with a dumped snapshot. 0, -EINVAL (nothing changed) or -ENOMEM. */
+int gw_ledger_restore(struct gw_ledger *l, const char *text, size_t len);
 int gw_ledger_load(struct gw_ledger *l, const char *path);
 
 /*

@@ -1011,6 +1011,38 @@ static int sync_dir(const char *dir)
 	return rc;
 }
 
+static int state_from_json(json_t *root, struct state *st);
+
+char *gw_ledger_dump(struct gw_ledger *l, size_t *len)
+{
+	struct gw_ledger_snap *s = gw_ledger_snapshot(l);
+	json_t *root = s ? snap_to_file_json(s) : NULL;
+	char *text = root ? json_dumps(root, JSON_COMPACT | JSON_ENSURE_ASCII) : NULL;
+	json_decref(root);
+	gw_ledger_snap_free(s);
+	if (text && len)
+		*len = strlen(text);
+	return text;
+}
+
+int gw_ledger_restore(struct gw_ledger *l, const char *text, size_t len)
+{
+	json_error_t jerr;
+	json_t *root = json_loadb(text, len, JSON_REJECT_DUPLICATES, &jerr);
+	struct state *st = state_new(0);
+	int rc = !st ? -ENOMEM : root ? state_from_json(root, st) : -EINVAL;
+	if (rc == 0) {
+		pthread_mutex_lock(&l->mu);
+		struct state *old = l->st;
+		l->st = st;
+		pthread_mutex_unlock(&l->mu);
+		st = old;
+	}
+	state_free(st);
+	json_decref(root);
+	return rc;
+}
+
 int gw_ledger_save(struct gw_ledger *l, const char *path)
 {
 	struct gw_ledger_snap *s = NULL;

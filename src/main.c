@@ -10,6 +10,7 @@
  */
 #include <errno.h>
 #include <getopt.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -154,7 +155,17 @@ static void ledger_path(const struct gw_config *c, char *out, size_t n)
 	snprintf(out, n, "%s/ledger.json", c->state_dir);
 }
 
-static void save_ledger(struct gw_ledger *l, const struct gw_config *c)
+/* The ledger's Redis key: one per instance, so several gateways sharing
+ * a Redis keep their own books. */
+static void ledger_key(const struct gw_config *c, char *out, size_t n)
+{
+	char host[256] = "localhost";
+	gethostname(host, sizeof(host) - 1);
+	snprintf(out, n, "llmgw:v1:ledger:%s:%u", host, c->listen_port);
+}
+
+/* Writes the snapshot file, and the same snapshot to Redis when up. */
+static void save_ledger(struct gw_ledger *l, struct gw_cache *cache, const struct gw_config *c)
 {
 	char path[4200];
 	ledger_path(c, path, sizeof(path));
@@ -163,6 +174,69 @@ static void save_ledger(struct gw_ledger *l, const struct gw_config *c)
 		errno = -rc;
 		gw_log_warn("cannot save the ledger to %s", path);
 	}
+	if (!cache || gw_cache_state(cache) != GW_CACHE_UP)
+		return;
+	size_t len;
+	char *text = gw_ledger_dump(l, &len);
+	char key[400];
+	ledger_key(c, key, sizeof(key));
+	const char *argv[] = { "SET", key, text };
+	const size_t argvlen[] = { 3, strlen(key), len };
+	if (text)
+		gw_cache_exec(cache, argv, argvlen, 3, NULL, NULL);
+	free(text);
+}
+
+struct redis_wait {
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	bool done;
+	char *value;
+	size_t len;
+};
+
+static void on_ledger_get(void *arg, enum gw_cache_result r, char *value, size_t len)
+{
+	struct redis_wait *w = arg;
+	pthread_mutex_lock(&w->mu);
+	if (r == GW_CACHE_HIT) {
+		w->value = value;
+		w->len = len;
+		value = NULL;
+	}
+	w->done = true;
+	pthread_cond_signal(&w->cv);
+	pthread_mutex_unlock(&w->mu);
+	free(value);
+}
+
+/*
+ * No snapshot file (a new machine, or a wiped state directory): take the
+ * books from Redis if it has them. Startup only, bounded to about a second.
+ */
+static void restore_ledger_from_redis(struct gw_ledger *l, struct gw_cache *cache,
+				      const struct gw_config *c)
+{
+	int64_t until = gw_now_us() + 1000000;
+	while (gw_cache_state(cache) != GW_CACHE_UP && gw_now_us() < until)
+		usleep(10000);
+	if (gw_cache_state(cache) != GW_CACHE_UP)
+		return;
+	struct redis_wait w = { .done = false };
+	pthread_mutex_init(&w.mu, NULL);
+	pthread_cond_init(&w.cv, NULL);
+	char key[400];
+	ledger_key(c, key, sizeof(key));
+	gw_cache_get(cache, key, on_ledger_get, &w);
+	pthread_mutex_lock(&w.mu);
+	while (!w.done)
+		pthread_cond_wait(&w.cv, &w.mu);
+	pthread_mutex_unlock(&w.mu);
+	if (w.value && gw_ledger_restore(l, w.value, w.len) == 0)
+		gw_log_info("ledger restored from redis (%s)", key);
+	free(w.value);
+	pthread_cond_destroy(&w.cv);
+	pthread_mutex_destroy(&w.mu);
 }
 
 /* Waits until every accepted connection got its answer, or the deadline. */
@@ -236,6 +310,7 @@ int main(int argc, char **argv)
 	if (!ledger)
 		goto out;
 	ledger_path(conf, lpath, sizeof(lpath));
+	bool have_file = access(lpath, F_OK) == 0;
 	int lrc = gw_ledger_load(ledger, lpath);
 	if (lrc < 0) {
 		gw_log_errorx("the ledger snapshot %s is unreadable (%s); starting from zero and "
@@ -248,6 +323,8 @@ int main(int argc, char **argv)
 		cache = gw_cache_new(conf->redis_url, 100, 50);
 		if (!cache || gw_cache_start(cache) < 0)
 			gw_log_warnx("cache disabled: cannot use %s", conf->redis_url);
+		else if (!have_file)
+			restore_ledger_from_redis(ledger, cache, conf);
 	}
 	if (gw_workers_global_init() < 0) {
 		gw_log_errorx("libcurl initialisation failed");
@@ -280,7 +357,7 @@ int main(int argc, char **argv)
 		int sig = sigtimedwait(&sigs, NULL, &tick);
 		if (sig < 0) {
 			if (errno == EAGAIN)
-				save_ledger(ledger, conf);
+				save_ledger(ledger, cache, conf);
 			continue;
 		}
 		if (sig == SIGHUP) {
@@ -293,7 +370,7 @@ int main(int argc, char **argv)
 		break;
 	}
 	drain(conf, front, sched, workers);
-	save_ledger(ledger, conf);
+	save_ledger(ledger, cache, conf);
 	rc = 0;
 out:
 	gw_front_stop(front);

@@ -6,6 +6,8 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import http from 'node:http';
 import { spawnSync } from 'node:child_process';
+import { rmSync } from 'node:fs';
+import path from 'node:path';
 import { startFake, startGateway, startRedis, chatBody, errorOf, waitFor } from './lib.mjs';
 
 // DESIGN.md's price table in pico-dollars per token (USD per 1M tokens x 1e6).
@@ -120,6 +122,17 @@ test('SIGTERM and start again: /stats totals are unchanged', async () => {
   await gw.stop();
   gw = await startGateway({ ...opts, stateDir: gw.stateDir });
   cleanup.push(() => gw.stop());
+  assert.deepEqual((await stats()).totals, before1);
+});
+
+test('no snapshot file (a wiped state directory): the books come back from Redis', async () => {
+  const before1 = (await stats()).totals;
+  const { port, stateDir } = gw;
+  await gw.stop();
+  rmSync(path.join(stateDir, 'ledger.json'));
+  gw = await startGateway({ ...opts, stateDir, port });
+  cleanup.push(() => gw.stop());
+  assert.match(gw.log(), /ledger restored from redis/);
   assert.deepEqual((await stats()).totals, before1);
 });
 

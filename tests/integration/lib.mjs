@@ -111,7 +111,7 @@ export function confText({ providers = {}, order, queue = {}, gateway = {}, extr
 // Starts llmgwd. opts.providers: {openrouter: {fake, key, ...conf keys}}.
 export async function startGateway(opts = {}) {
   const dir = mkdtempSync(path.join(tmpdir(), 'llmgw-it-'));
-  const port = await freePort();
+  const port = opts.port || await freePort();
   const providers = {};
   const env = { PATH: process.env.PATH, LLMGW_LOG_LEVEL: opts.logLevel || 'info' };
   for (const k of ['ASAN_OPTIONS', 'UBSAN_OPTIONS', 'LSAN_OPTIONS']) {
