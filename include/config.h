@@ -47,6 +47,15 @@ struct gw_service_conf {
 	gw_pusd budget_monthly;      /* 0: no budget */
 };
 
+/* A gateway key: who may call, and as which services. */
+struct gw_key_conf {
+	char *name;                  /* [key.NAME]; also the cache scope "k:NAME" */
+	unsigned char sha256[32];    /* SHA-256 of the key; the key itself is never stored */
+	char **services;             /* services it may book under; n_services 0: any */
+	size_t n_services;
+	char *default_service;       /* when X-Service-Name is absent; NULL: "default" */
+};
+
 struct gw_config {
 	char *source;                /* conf file path, or NULL */
 
@@ -80,6 +89,16 @@ struct gw_config {
 	bool budget_critical_exempt; /* CRITICAL passes a spent budget */
 	unsigned budget_alert_percent; /* one alert when spend crosses this share */
 	char *budget_webhook_url;    /* alerts are POSTed here too; NULL: none */
+
+	/* [async] */
+	unsigned async_retention_s;  /* results kept this long in Redis */
+
+	/* [auth] and [key.NAME] */
+	bool auth_enabled;           /* chat requests need a gateway key */
+	bool has_admin_key;
+	unsigned char admin_sha256[32]; /* /stats, /metrics, /dashboard need this key */
+	struct gw_key_conf *keys;
+	size_t n_keys;
 
 	struct gw_provider_conf prov[GW_PROV_COUNT];
 	struct gw_model_conf *models;
@@ -118,6 +137,18 @@ const struct gw_service_conf *gw_config_service(const struct gw_config *c, const
  */
 const char *gw_config_map_model(const struct gw_config *c, const char *model,
 				enum gw_provider_id p);
+
+/*
+ * The gateway key whose SHA-256 matches key (constant-time comparison over
+ * every configured key), or NULL.
+ */
+const struct gw_key_conf *gw_config_key(const struct gw_config *c, const char *key);
+
+/* True when key may book under service (its list, or any when empty). */
+bool gw_config_key_allows(const struct gw_key_conf *k, const char *service);
+
+/* True when key is the admin key (constant time). False when none is set. */
+bool gw_config_is_admin(const struct gw_config *c, const char *key);
 
 /* True when at least one provider is usable. */
 bool gw_config_any_usable(const struct gw_config *c);

@@ -86,6 +86,8 @@ struct gw_job {
 	gw_pusd cost;                   /* booked cost of this answer */
 	gw_pusd saved;                  /* on a hit: what the call would have cost */
 	struct gw_buf record;           /* streamed bytes as sent, for the cache */
+	bool is_async;                  /* X-Async: the answer goes to Redis, not a connection */
+	char async_id[48];
 
 	gw_job_done_fn done;
 	void *done_arg;

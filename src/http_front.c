@@ -13,6 +13,8 @@
  *            its stream starts
  *   STREAMING a chunked event-stream response drains the job's bytes;
  *            the connection is suspended whenever none are waiting
+ *   LOOKUP   GET /v1/requests/{id}: suspended while the cache thread
+ *            reads the record from Redis
  *   ANSWERED a response was queued; NOTIFY_COMPLETED frees the state
  */
 #include "http_front.h"
@@ -31,6 +33,7 @@
 #include <unistd.h>
 
 #include "answer.h"
+#include "async.h"
 #include "cache.h"
 #include "job.h"
 #include "ledger.h"
@@ -46,6 +49,7 @@ enum conn_state {
 	CONN_DISCARD,
 	CONN_WAITING,
 	CONN_STREAMING,
+	CONN_LOOKUP,
 	CONN_ANSWERED
 };
 
@@ -56,7 +60,8 @@ enum route {
 	ROUTE_HEALTH,
 	ROUTE_READY,
 	ROUTE_STATS,
-	ROUTE_METRICS
+	ROUTE_METRICS,
+	ROUTE_ASYNC
 };
 
 struct gw_front {
@@ -66,6 +71,7 @@ struct gw_front {
 	struct gw_cache *cache;
 	struct gw_workers *workers;
 	const char *mode;
+	const char *instance;
 	int64_t started_us;
 	pthread_mutex_t conf_lock;
 	struct gw_config *conf;
@@ -89,6 +95,13 @@ struct conn {
 	bool no_cache;                 /* Cache-Control: no-cache: skip the lookup, store */
 	bool no_store;                 /* Cache-Control: no-store: neither */
 	char cache_key_hdr[GW_CACHE_EXPLICIT_MAX + 1];
+	bool async;                    /* X-Async: true */
+	/* GET /v1/requests/{id}: the record, handed over by the cache thread. */
+	char async_id[GW_ASYNC_ID_MAX];
+	atomic_bool lookup_done;
+	enum gw_cache_result lookup_r;
+	char *lookup_value;
+	size_t lookup_len;
 };
 
 /* How much of an over-long chunked body is read and dropped before the
@@ -183,6 +196,8 @@ static enum route route_of(const char *url)
 		return ROUTE_STATS;
 	if (strcmp(url, "/metrics") == 0)
 		return ROUTE_METRICS;
+	if (strncmp(url, "/v1/requests/", 13) == 0)
+		return ROUTE_ASYNC;
 	return ROUTE_NONE;
 }
 
@@ -377,6 +392,14 @@ static void job_done(struct gw_job *job, void *arg)
 	book(f, job);
 	store_answer(f, job);
 	access_log(job);
+	if (job->is_async) {
+		/* A job cut off by shutdown stays pending: the next start resumes it. */
+		if (job->status == 503 && atomic_load(&f->quiesced))
+			gw_log_info("async %s left pending for the next start", job->async_id);
+		else
+			gw_async_complete(f->cache, f->instance, job, job->async_id,
+					  job->conf->async_retention_s);
+	}
 	gw_job_wake(job);
 }
 
@@ -605,6 +628,9 @@ static int read_headers(struct conn *c, struct gw_error *err)
 		c->no_store = strcasestr(v, "no-store") != NULL;
 		c->no_cache = strcasestr(v, "no-cache") != NULL;
 	}
+	v = MHD_lookup_connection_value(mc, MHD_HEADER_KIND, "X-Async");
+	if (v && gw_hdr_bool("X-Async", v, &c->async, err) < 0)
+		return -EINVAL;
 	int64_t deadline_ms = c->conf->deadline_ms[job->prio];
 	v = MHD_lookup_connection_value(mc, MHD_HEADER_KIND, "X-Deadline-Ms");
 	if (v && gw_hdr_deadline_ms(v, &deadline_ms, err) < 0)
@@ -612,6 +638,151 @@ static int read_headers(struct conn *c, struct gw_error *err)
 	if (deadline_ms > 0)
 		job->deadline_us = job->t_arrival_us + deadline_ms * 1000;
 	return 0;
+}
+
+static void lookup_or_admit(struct gw_front *f, struct gw_job *job, bool no_cache, bool no_store,
+			    const char *explicit_key);
+
+/* X-Async: record the job in Redis, answer 202 at once, run it detached. */
+static enum MHD_Result accept_async(struct conn *c)
+{
+	struct gw_front *f = c->f;
+	struct gw_job *job = c->job;
+	struct gw_error err;
+	if (job->chat.stream) {
+		gw_error_set(&err, 400, "invalid_request_error", "invalid_header", "X-Async",
+			     "X-Async cannot be combined with \"stream\": true");
+		return send_error(c, &err, job->id);
+	}
+	if (gw_cache_state(f->cache) != GW_CACHE_UP) {
+		gw_error_set(&err, 503, "service_unavailable", "async_unavailable", "X-Async",
+			     "async requests keep their results in Redis, which is unreachable; "
+			     "retry, or send the request without X-Async");
+		err.retry_after_s = 5;
+		return send_error(c, &err, job->id);
+	}
+	job->is_async = true;
+	gw_async_new_id(job->async_id);
+	gw_async_accept(f->cache, f->instance, job, job->async_id, c->conf->async_retention_s);
+	size_t len;
+	char *body = gw_async_pending_body(job->async_id, &len);
+	char loc[96];
+	snprintf(loc, sizeof(loc), "/v1/requests/%s", job->async_id);
+	struct MHD_Response *r;
+	c->state = CONN_ANSWERED;
+	if (send_body(c->mc, 202, body, len, "application/json", job->id, &r) != MHD_YES)
+		return MHD_NO;
+	MHD_add_response_header(r, MHD_HTTP_HEADER_LOCATION, loc);
+	enum MHD_Result ret = MHD_queue_response(c->mc, 202, r);
+	MHD_destroy_response(r);
+	lookup_or_admit(f, job, c->no_cache, c->no_store, c->cache_key_hdr);
+	return ret;
+}
+
+void gw_front_resume_async(struct gw_front *f, const char *id, const char *rec, size_t len)
+{
+	struct gw_async_record ar;
+	struct gw_error err;
+	if (gw_async_parse(rec, len, &ar) < 0 || ar.done) {
+		if (!ar.done)
+			gw_log_warnx("async %s: unreadable record, dropped", id);
+		gw_async_record_free(&ar);
+		return;
+	}
+	struct gw_config *conf = current_config(f);
+	struct gw_job *job = gw_job_new(conf);
+	if (!job)
+		goto out;
+	job->t_arrival_us = gw_now_us();
+	new_request_id(f, job->id);
+	snprintf(job->service, sizeof(job->service), "%s", ar.service);
+	job->prio = ar.prio;
+	if (conf->deadline_ms[job->prio] > 0)
+		job->deadline_us = job->t_arrival_us + (int64_t)conf->deadline_ms[job->prio] * 1000;
+	if (gw_chat_parse(ar.request, ar.request_len, &job->chat, &err) < 0) {
+		gw_log_warnx("async %s: stored request no longer valid: %s", id, err.message);
+		goto out;
+	}
+	job->prompt_chars = ar.request_len;
+	job->is_async = true;
+	snprintf(job->async_id, sizeof(job->async_id), "%s", id);
+	job->done = job_done;
+	job->done_arg = f;
+	job->wake = conn_resume;
+	/* Still owed: pending again until it finishes. */
+	gw_async_accept(f->cache, f->instance, job, id, conf->async_retention_s);
+	gw_log_info("async %s resumed (%s, %s)", id, job->service, gw_priority_name(job->prio));
+	lookup_or_admit(f, job, false, false, NULL);
+out:
+	gw_job_unref(job);
+	gw_config_unref(conf);
+	gw_async_record_free(&ar);
+}
+
+/* GET /v1/requests/{id}: the record arrives on the cache thread. */
+static void on_async_record(void *arg, enum gw_cache_result r, char *value, size_t len)
+{
+	struct conn *c = arg;
+	c->lookup_r = r;
+	c->lookup_value = value;
+	c->lookup_len = len;
+	atomic_store(&c->lookup_done, true);
+	MHD_resume_connection(c->mc);
+}
+
+static enum MHD_Result start_async_lookup(struct conn *c, const char *url)
+{
+	struct gw_error err;
+	const char *id = url + strlen("/v1/requests/");
+	if (!gw_async_id_valid(id)) {
+		gw_error_set(&err, 404, "invalid_request_error", "not_found", NULL,
+			     "no async request %.64s (unknown or expired)", id);
+		return send_error(c, &err, NULL);
+	}
+	if (gw_cache_state(c->f->cache) != GW_CACHE_UP) {
+		gw_error_set(&err, 503, "service_unavailable", "async_unavailable", NULL,
+			     "async results live in Redis, which is unreachable; retry");
+		err.retry_after_s = 5;
+		return send_error(c, &err, NULL);
+	}
+	snprintf(c->async_id, sizeof(c->async_id), "%s", id);
+	char key[128];
+	gw_async_key(id, key, sizeof(key));
+	c->state = CONN_LOOKUP;
+	MHD_suspend_connection(c->mc);
+	gw_cache_get(c->f->cache, key, on_async_record, c);
+	return MHD_YES;
+}
+
+static enum MHD_Result answer_async_lookup(struct conn *c)
+{
+	struct gw_error err;
+	struct gw_async_record ar;
+	if (c->lookup_r == GW_CACHE_BYPASS) {
+		gw_error_set(&err, 503, "service_unavailable", "async_unavailable", NULL,
+			     "async results live in Redis, which is unreachable; retry");
+		err.retry_after_s = 5;
+		return send_error(c, &err, NULL);
+	}
+	if (c->lookup_r != GW_CACHE_HIT ||
+	    gw_async_parse(c->lookup_value, c->lookup_len, &ar) < 0) {
+		gw_error_set(&err, 404, "invalid_request_error", "not_found", NULL,
+			     "no async request %s (unknown or expired)", c->async_id);
+		return send_error(c, &err, NULL);
+	}
+	c->state = CONN_ANSWERED;
+	enum MHD_Result ret;
+	if (ar.done) {
+		ret = send_body(c->mc, (unsigned)ar.http_status, ar.body, ar.body_len,
+				"application/json", NULL, NULL);
+		ar.body = NULL;
+	} else {
+		size_t len;
+		char *body = gw_async_pending_body(c->async_id, &len);
+		ret = send_body(c->mc, 202, body, len, "application/json", NULL, NULL);
+	}
+	gw_async_record_free(&ar);
+	return ret;
 }
 
 /* The body is complete: parse it, look in the cache or queue the job, suspend. */
@@ -633,31 +804,40 @@ static enum MHD_Result submit_chat(struct conn *c)
 	job->done = job_done;
 	job->done_arg = f;
 	job->wake = conn_resume;
+	if (c->async)
+		return accept_async(c);
 	pthread_mutex_lock(&job->lock);
 	job->conn = c;
 	pthread_mutex_unlock(&job->lock);
 	c->state = CONN_WAITING;
 	/* Suspend first: the job may finish on another thread right away. */
 	conn_suspend(c);
+	lookup_or_admit(f, job, c->no_cache, c->no_store, c->cache_key_hdr);
+	return MHD_YES;
+}
 
-	if (f->cache && c->conf->cache_enabled && !c->no_store) {
+/* Cache lookup when it applies, else straight to admission. */
+static void lookup_or_admit(struct gw_front *f, struct gw_job *job, bool no_cache, bool no_store,
+			    const char *explicit_key)
+{
+	const struct gw_config *conf = job->conf;
+	if (f->cache && conf->cache_enabled && !no_store) {
 		char scope[GW_CACHE_SCOPE_MAX];
-		if (c->conf->cache_per_service)
+		if (conf->cache_per_service)
 			snprintf(scope, sizeof(scope), "s:%s", job->service);
 		else
 			snprintf(scope, sizeof(scope), "g");
-		if (gw_cache_key(&job->chat, c->cache_key_hdr[0] ? c->cache_key_hdr : NULL, scope,
-				 job->cache_key, sizeof(job->cache_key)) == 0) {
+		if (gw_cache_key(&job->chat, explicit_key && explicit_key[0] ? explicit_key : NULL,
+				 scope, job->cache_key, sizeof(job->cache_key)) == 0) {
 			job->cache_store = true;
 			job->x_cache = "MISS";
-			if (!c->no_cache) {
+			if (!no_cache) {
 				gw_cache_get(f->cache, job->cache_key, on_cache, gw_job_ref(job));
-				return MHD_YES;
+				return;
 			}
 		}
 	}
 	admit(f, job);
-	return MHD_YES;
 }
 
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *mc, const char *url,
@@ -694,6 +874,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *mc, const ch
 				     c->route == ROUTE_CHAT ? "POST" : "GET");
 			return send_error(c, &err, NULL);
 		}
+		if (c->route == ROUTE_ASYNC)
+			return start_async_lookup(c, url);
 		if (c->route != ROUTE_CHAT)
 			return MHD_YES;
 
@@ -765,6 +947,10 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *mc, const ch
 		return MHD_YES;
 	case CONN_STREAMING:
 		return MHD_YES;
+	case CONN_LOOKUP:
+		if (!atomic_load(&c->lookup_done))
+			return MHD_YES;
+		return answer_async_lookup(c);
 	case CONN_ANSWERED:
 		/* Upload data after an early answer is discarded. */
 		*upload_data_size = 0;
@@ -793,6 +979,7 @@ static void on_completed(void *cls, struct MHD_Connection *mc, void **con_cls,
 		pthread_mutex_unlock(&c->job->lock);
 	}
 	gw_buf_free(&c->body);
+	free(c->lookup_value);
 	gw_job_unref(c->job);
 	gw_config_unref(c->conf);
 	free(c);
@@ -843,6 +1030,7 @@ struct gw_front *gw_front_start(const struct gw_front_opts *opts)
 	f->cache = opts->cache;
 	f->workers = opts->workers;
 	f->mode = opts->mode;
+	f->instance = opts->instance ? opts->instance : "local";
 	f->started_us = gw_now_us();
 	pthread_mutex_init(&f->conf_lock, NULL);
 	f->conf = gw_config_ref(opts->conf);

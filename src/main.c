@@ -19,6 +19,7 @@
 #include <systemd/sd-daemon.h>
 #include <unistd.h>
 
+#include "async.h"
 #include "cache.h"
 #include "config.h"
 #include "http_front.h"
@@ -155,13 +156,20 @@ static void ledger_path(const struct gw_config *c, char *out, size_t n)
 	snprintf(out, n, "%s/ledger.json", c->state_dir);
 }
 
-/* The ledger's Redis key: one per instance, so several gateways sharing
- * a Redis keep their own books. */
-static void ledger_key(const struct gw_config *c, char *out, size_t n)
+/* "host:port": names this instance's records in a Redis that several
+ * gateways share (its ledger, the async requests it owes). */
+static void instance_name(const struct gw_config *c, char *out, size_t n)
 {
 	char host[256] = "localhost";
 	gethostname(host, sizeof(host) - 1);
-	snprintf(out, n, "llmgw:v1:ledger:%s:%u", host, c->listen_port);
+	snprintf(out, n, "%s:%u", host, c->listen_port);
+}
+
+static void ledger_key(const struct gw_config *c, char *out, size_t n)
+{
+	char inst[300];
+	instance_name(c, inst, sizeof(inst));
+	snprintf(out, n, "llmgw:v1:ledger:%s", inst);
 }
 
 /* Writes the snapshot file, and the same snapshot to Redis when up. */
@@ -214,13 +222,24 @@ static void on_ledger_get(void *arg, enum gw_cache_result r, char *value, size_t
  * No snapshot file (a new machine, or a wiped state directory): take the
  * books from Redis if it has them. Startup only, bounded to about a second.
  */
-static void restore_ledger_from_redis(struct gw_ledger *l, struct gw_cache *cache,
-				      const struct gw_config *c)
+/* Startup only: gives a fresh cache connection up to a second to come up. */
+static bool wait_cache_up(struct gw_cache *cache)
 {
 	int64_t until = gw_now_us() + 1000000;
 	while (gw_cache_state(cache) != GW_CACHE_UP && gw_now_us() < until)
 		usleep(10000);
-	if (gw_cache_state(cache) != GW_CACHE_UP)
+	return gw_cache_state(cache) == GW_CACHE_UP;
+}
+
+static void resume_one(void *arg, const char *id, const char *rec, size_t len)
+{
+	gw_front_resume_async(arg, id, rec, len);
+}
+
+static void restore_ledger_from_redis(struct gw_ledger *l, struct gw_cache *cache,
+				      const struct gw_config *c)
+{
+	if (!wait_cache_up(cache))
 		return;
 	struct redis_wait w = { .done = false };
 	pthread_mutex_init(&w.mu, NULL);
@@ -336,11 +355,19 @@ int main(int argc, char **argv)
 		gw_log_errorx("cannot start the scheduler and %u workers", conf->workers);
 		goto out;
 	}
+	char instance[300];
+	instance_name(conf, instance, sizeof(instance));
 	struct gw_front_opts fo = { .conf = conf, .sched = sched, .ledger = ledger, .cache = cache,
-				    .workers = workers, .mode = o.demo ? "demo" : "normal" };
+				    .workers = workers, .mode = o.demo ? "demo" : "normal",
+				    .instance = instance };
 	front = gw_front_start(&fo);
 	if (!front)
 		goto out;
+	if (cache && wait_cache_up(cache)) {
+		unsigned n = gw_async_recover(cache, instance, resume_one, front);
+		if (n)
+			gw_log_info("resumed %u async request(s) accepted before the last stop", n);
+	}
 
 	if (o.demo)
 		gw_log_info("demo mode: providers without a key use a placeholder key; answers come "
