@@ -379,14 +379,24 @@ int main(int argc, char **argv)
 		    conf->listen_port, conf->workers);
 	sd_notify(0, "READY=1");
 
+	/* Under systemd's watchdog, ping at half its interval. */
+	uint64_t wd_usec = 0;
+	int64_t tick_us = (int64_t)SAVE_INTERVAL_S * 1000000;
+	if (sd_watchdog_enabled(0, &wd_usec) > 0 && wd_usec > 0 && (int64_t)wd_usec / 2 < tick_us)
+		tick_us = (int64_t)wd_usec / 2;
+	int64_t next_save = gw_now_us() + (int64_t)SAVE_INTERVAL_S * 1000000;
 	for (;;) {
-		struct timespec tick = { .tv_sec = SAVE_INTERVAL_S, .tv_nsec = 0 };
+		struct timespec tick = { .tv_sec = tick_us / 1000000,
+					 .tv_nsec = (tick_us % 1000000) * 1000 };
 		int sig = sigtimedwait(&sigs, NULL, &tick);
-		if (sig < 0) {
-			if (errno == EAGAIN)
-				save_ledger(ledger, cache, conf);
-			continue;
+		if (wd_usec)
+			sd_notify(0, "WATCHDOG=1");
+		if (gw_now_us() >= next_save) {
+			save_ledger(ledger, cache, conf);
+			next_save = gw_now_us() + (int64_t)SAVE_INTERVAL_S * 1000000;
 		}
+		if (sig < 0)
+			continue;
 		if (sig == SIGHUP) {
 			sd_notify(0, "RELOADING=1");
 			reload(&o, &conf, front, sched);
