@@ -71,10 +71,16 @@ $(BIN)/unit_tests: $(UNIT_SRCS) $(LIB_OBJS) | $(BIN)
 deps:
 	bash scripts/deps.sh
 
-run: deps all
+# run, test and bench install packages first, then build in a sub-make so
+# pkg-config sees what was just installed.
+run:
+	LLMGW_DEPS_MINIMAL=1 bash scripts/deps.sh
+	$(MAKE) all
 	bash scripts/run.sh
 
-test: deps all $(BIN)/unit_tests
+test:
+	bash scripts/deps.sh
+	$(MAKE) all $(BIN)/unit_tests
 	LLMGW_BINDIR=$(BIN) bash scripts/test.sh
 
 test-unit: all $(BIN)/unit_tests
@@ -83,7 +89,9 @@ test-unit: all $(BIN)/unit_tests
 test-integration: all
 	LLMGW_BINDIR=$(BIN) bash scripts/test.sh integration
 
-bench: deps all
+bench:
+	bash scripts/deps.sh
+	$(MAKE) all
 	bash scripts/bench.sh
 
 valgrind: all $(BIN)/unit_tests

@@ -14,10 +14,33 @@ done
 
 args=(-c "$conf")
 fake_pid=""
+redis_pid=""
 cleanup() {
 	if [ -n "$fake_pid" ]; then kill "$fake_pid" 2>/dev/null || true; fi
+	if [ -n "$redis_pid" ]; then kill "$redis_pid" 2>/dev/null || true; fi
 }
 trap cleanup EXIT
+
+# The cache needs a Redis: when none answers at a local URL, start one
+# (no persistence) for the life of this run. A remote URL is left alone.
+redis_url="${LLMGW_REDIS_URL:-$(sed -n 's/^[[:space:]]*redis_url[[:space:]]*=[[:space:]]*//p' "$conf" | head -1)}"
+redis_url="${redis_url:-redis://127.0.0.1:6379/0}"
+hostport="${redis_url#redis://}"
+hostport="${hostport%%/*}"
+rhost="${hostport%%:*}"
+rport="${hostport##*:}"
+[ "$rport" = "$hostport" ] && rport=6379
+if [ "$rhost" = 127.0.0.1 ] || [ "$rhost" = localhost ]; then
+	if ! redis-cli -h "$rhost" -p "$rport" ping >/dev/null 2>&1; then
+		echo "run: no Redis answers at $rhost:$rport; starting a local redis-server there for the cache."
+		redis-server --bind 127.0.0.1 --port "$rport" --save '' --appendonly no >/dev/null &
+		redis_pid=$!
+		for _ in $(seq 1 50); do
+			redis-cli -h "$rhost" -p "$rport" ping >/dev/null 2>&1 && break
+			sleep 0.1
+		done
+	fi
+fi
 
 if [ "$has_key" = 0 ]; then
 	port="${LLMGW_DEMO_PORT:-8401}"
