@@ -665,6 +665,8 @@ struct gw_workers *gw_workers_new(unsigned n, struct gw_sched *s)
 	p->w = calloc(p->n, sizeof(*p->w));
 	if (!p->w)
 		goto fail;
+	/* Every slot gets valid "nothing yet" values first, so the failure
+	 * path below can clean up a partly built pool. */
 	for (unsigned i = 0; i < p->n; i++) {
 		struct worker *w = &p->w[i];
 		w->pool = p;
@@ -673,6 +675,9 @@ struct gw_workers *gw_workers_new(unsigned n, struct gw_sched *s)
 		w->epfd = -1;
 		w->evfd = -1;
 		pthread_mutex_init(&w->lock, NULL);
+	}
+	for (unsigned i = 0; i < p->n; i++) {
+		struct worker *w = &p->w[i];
 		w->epfd = epoll_create1(EPOLL_CLOEXEC);
 		w->evfd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
 		w->multi = curl_multi_init();
@@ -767,6 +772,13 @@ void gw_workers_free(struct gw_workers *p)
 	}
 	for (unsigned i = 0; p->w && i < p->n; i++) {
 		struct worker *w = &p->w[i];
+		while (w->posts) {
+			struct post *nx = w->posts->next;
+			free(w->posts->url);
+			free(w->posts->body);
+			free(w->posts);
+			w->posts = nx;
+		}
 		if (w->multi)
 			curl_multi_cleanup(w->multi);
 		if (w->epfd >= 0)
