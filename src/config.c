@@ -11,6 +11,11 @@
  * load and names its origin: "file:line: [section] key: reason",
  * "environment: VAR: reason" or ".env-path:line: VAR: reason".
  *
+ * Gateway keys ([auth] and [key.NAME]) are kept only as SHA-256 hashes: the
+ * conf file holds hashes, the plain admin key from LLMGW_ADMIN_KEY is hashed
+ * while loading, and a presented key is hashed and compared in constant time
+ * against every configured hash.
+ *
  * inih is used through ini_parse_stream with our own line reader. The
  * reader counts lines (the library is built without handler line numbers),
  * rejects lines that would not fit inih's fixed line buffer instead of
@@ -31,6 +36,8 @@
 #include <unistd.h>
 
 #include <ini.h>
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
 
 #define ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
 
@@ -40,6 +47,10 @@
 #define MAX_ALIASES 32
 #define MAX_MODEL_NAME 256
 #define MAX_SERVICE_NAME 64
+#define MAX_KEYS 10000
+#define MAX_KEY_SERVICES 64
+#define MAX_KEY_LEN 1024
+#define SHA256_LEN 32
 #define MAX_URL 2048
 #define MAX_HOST 255
 #define MAX_SECTION_KEYS 16
@@ -300,6 +311,82 @@ static int set_text(const struct opt *o, void *base, const char *v, enum text_cl
 		return 0;
 	}
 	return store_str(slot, v, strlen(v), why, whylen);
+}
+
+/* A service (or key) name: 1-64 characters of A-Z a-z 0-9 _ . - */
+static bool service_name_ok(const char *s)
+{
+	size_t len = strlen(s);
+
+	if (len < 1 || len > MAX_SERVICE_NAME)
+		return false;
+	for (size_t i = 0; i < len; i++) {
+		unsigned char ch = (unsigned char)s[i];
+		if (!isalnum(ch) && ch != '_' && ch != '.' && ch != '-')
+			return false;
+	}
+	return true;
+}
+
+/* ------------------------------------------------------------------ */
+/* Key hashes.                                                        */
+
+/* SHA-256 of the empty string: no key that can be presented has it. */
+static const unsigned char empty_sha256[SHA256_LEN] = {
+	0xe3, 0xb0, 0xc4, 0x42, 0x98, 0xfc, 0x1c, 0x14, 0x9a, 0xfb, 0xf4, 0xc8, 0x99, 0x6f, 0xb9, 0x24,
+	0x27, 0xae, 0x41, 0xe4, 0x64, 0x9b, 0x93, 0x4c, 0xa4, 0x95, 0x99, 0x1b, 0x78, 0x52, 0xb8, 0x55,
+};
+
+/* out = SHA-256 of the bytes of s. Returns 0 or -EIO. */
+static int sha256_text(const char *s, unsigned char out[SHA256_LEN])
+{
+	unsigned int len = 0;
+
+	if (EVP_Digest(s, strlen(s), out, &len, EVP_sha256(), NULL) != 1 || len != SHA256_LEN)
+		return -EIO;
+	return 0;
+}
+
+static int hex_value(char ch)
+{
+	if (ch >= '0' && ch <= '9')
+		return ch - '0';
+	if (ch >= 'a' && ch <= 'f')
+		return ch - 'a' + 10;
+	if (ch >= 'A' && ch <= 'F')
+		return ch - 'A' + 10;
+	return -1;
+}
+
+/*
+ * Parses a key hash as the conf file writes it: exactly 64 hex digits, any
+ * case (what sha256sum prints). The hash of the empty string is refused:
+ * it is what hashing an unset shell variable gives. Returns 0 or -EINVAL
+ * with a reason in why; out is written only on success.
+ */
+static int parse_key_hash(const char *s, unsigned char out[SHA256_LEN], char *why, size_t whylen)
+{
+	unsigned char h[SHA256_LEN];
+
+	for (size_t i = 0; i < SHA256_LEN; i++) {
+		/* s[2 * i] is checked first, so a short string ends the loop at its NUL */
+		int hi = hex_value(s[2 * i]);
+		int lo = hi < 0 ? -1 : hex_value(s[2 * i + 1]);
+		if (lo < 0)
+			goto bad;
+		h[i] = (unsigned char)(hi << 4 | lo);
+	}
+	if (s[2 * SHA256_LEN] != '\0')
+		goto bad;
+	if (memcmp(h, empty_sha256, SHA256_LEN) == 0) {
+		snprintf(why, whylen, "is the SHA-256 of an empty key");
+		return -EINVAL;
+	}
+	memcpy(out, h, SHA256_LEN);
+	return 0;
+bad:
+	snprintf(why, whylen, "must be 64 hex digits (the SHA-256 of the key)");
+	return -EINVAL;
 }
 
 /* ------------------------------------------------------------------ */
@@ -740,6 +827,159 @@ out:
 	return rc;
 }
 
+/* A service name, e.g. [key.*] default_service. */
+static int opt_service(const struct opt *o, struct gw_config *c, void *base, const char *v,
+		       char *why, size_t whylen)
+{
+	(void)c;
+	if (!service_name_ok(v)) {
+		snprintf(why, whylen, "must be a service name (1-%d characters of A-Z a-z 0-9 _ . -)",
+			 MAX_SERVICE_NAME);
+		return -EINVAL;
+	}
+	return store_str(FIELD(base, o, char *), v, strlen(v), why, whylen);
+}
+
+/* [auth] admin_key_sha256: fills admin_sha256 and has_admin_key; empty: no admin key. */
+static int opt_admin_hash(const struct opt *o, struct gw_config *c, void *base, const char *v,
+			  char *why, size_t whylen)
+{
+	(void)o;
+	(void)base;
+	if (v[0] == '\0') {
+		memset(c->admin_sha256, 0, sizeof(c->admin_sha256));
+		c->has_admin_key = false;
+		return 0;
+	}
+	if (parse_key_hash(v, c->admin_sha256, why, whylen) < 0)
+		return -EINVAL;
+	c->has_admin_key = true;
+	return 0;
+}
+
+/*
+ * [key.*] sha256; base is the key. Two keys may not share a hash: the
+ * gateway could not tell which of them was presented.
+ */
+static int opt_key_hash(const struct opt *o, struct gw_config *c, void *base, const char *v,
+			char *why, size_t whylen)
+{
+	struct gw_key_conf *k = base;
+	unsigned char h[SHA256_LEN];
+
+	(void)o;
+	if (parse_key_hash(v, h, why, whylen) < 0)
+		return -EINVAL;
+	/* every other key is complete: finish_section() requires its hash */
+	for (size_t i = 0; i < c->n_keys; i++) {
+		const struct gw_key_conf *other = &c->keys[i];
+		if (other != k && memcmp(other->sha256, h, SHA256_LEN) == 0) {
+			snprintf(why, whylen, "the same hash as [key.%s] (every key must differ)",
+				 other->name);
+			return -EINVAL;
+		}
+	}
+	memcpy(k->sha256, h, SHA256_LEN);
+	return 0;
+}
+
+/*
+ * [key.*] services: a comma list of distinct service names the key may
+ * book under; empty: any service. base is the key.
+ */
+static int opt_key_services(const struct opt *o, struct gw_config *c, void *base, const char *v,
+			    char *why, size_t whylen)
+{
+	struct gw_key_conf *k = base;
+	char **list, **shrunk;
+	size_t n = 0;
+	const char *p = v;
+	int rc = -EINVAL;
+
+	(void)c;
+	list = calloc(o->max, sizeof(*list));
+	if (!list) {
+		snprintf(why, whylen, "out of memory");
+		return -ENOMEM;
+	}
+	while (*p == ' ' || *p == '\t')
+		p++;
+	while (*p) {
+		const char *start, *end;
+		char *name;
+
+		while (*p == ' ' || *p == '\t')
+			p++;
+		start = p;
+		while (*p && *p != ',' && *p != ' ' && *p != '\t')
+			p++;
+		end = p;
+		while (*p == ' ' || *p == '\t')
+			p++;
+		if (end == start) {
+			snprintf(why, whylen, "empty entry in the list");
+			goto out;
+		}
+		if (*p && *p != ',') {
+			snprintf(why, whylen, "must be a comma list of service names");
+			goto out;
+		}
+		if (n == o->max) {
+			snprintf(why, whylen, "at most %llu services", (unsigned long long)o->max);
+			goto out;
+		}
+		name = strndup(start, (size_t)(end - start));
+		if (!name) {
+			snprintf(why, whylen, "out of memory");
+			rc = -ENOMEM;
+			goto out;
+		}
+		if (!service_name_ok(name)) {
+			snprintf(why, whylen, "\"%.64s\" is not a service name (1-%d characters of "
+				 "A-Z a-z 0-9 _ . -)", name, MAX_SERVICE_NAME);
+			free(name);
+			goto out;
+		}
+		for (size_t i = 0; i < n; i++) {
+			if (strcmp(list[i], name) == 0) {
+				snprintf(why, whylen, "service \"%s\" listed twice", name);
+				free(name);
+				goto out;
+			}
+		}
+		list[n++] = name;
+		if (*p == '\0')
+			break;
+		p++; /* past the comma: an entry must follow */
+		if (*p == '\0') {
+			snprintf(why, whylen, "empty entry in the list");
+			goto out;
+		}
+	}
+	rc = 0;
+out:
+	if (rc == 0) {
+		for (size_t i = 0; i < k->n_services; i++)
+			free(k->services[i]);
+		free(k->services);
+		if (n == 0) {
+			free(list);
+			list = NULL;
+		} else {
+			shrunk = realloc(list, n * sizeof(*list));
+			if (shrunk)
+				list = shrunk;
+		}
+		k->services = list;
+		k->n_services = n;
+	} else {
+		for (size_t i = 0; i < n; i++)
+			free(list[i]);
+		free(list);
+	}
+	return rc;
+}
+
 /* ------------------------------------------------------------------ */
 /* The tables. Columns: key, parser, field, min, max, default, env.   */
 
@@ -747,6 +987,7 @@ out:
 #define POFF(f) offsetof(struct gw_provider_conf, f)
 #define MOFF(f) offsetof(struct gw_model_conf, f)
 #define SOFF(f) offsetof(struct gw_service_conf, f)
+#define KOFF(f) offsetof(struct gw_key_conf, f)
 
 static const struct opt gateway_opts[] = {
 	{ "listen", opt_listen, 0, 0, 0, "127.0.0.1:8400", "LLMGW_LISTEN" },
@@ -796,6 +1037,17 @@ static const struct opt budget_opts[] = {
 	{ "webhook_url", opt_text, GOFF(budget_webhook_url), 0, 2048, "", "LLMGW_BUDGET_WEBHOOK_URL" },
 };
 
+static const struct opt async_opts[] = {
+	/* how long an X-Async result stays in Redis for polling */
+	{ "retention_s", opt_uint, GOFF(async_retention_s), 1, 2592000, "3600", NULL },
+};
+
+static const struct opt auth_opts[] = {
+	{ "enabled", opt_bool, GOFF(auth_enabled), 0, 0, "false", NULL },
+	/* LLMGW_ADMIN_KEY (the key itself, hashed) wins over this, see apply_env() */
+	{ "admin_key_sha256", opt_admin_hash, GOFF(admin_sha256), 0, 0, "", NULL },
+};
+
 /* url and pass_unknown_models defaults differ per provider: prov_info. */
 static const struct opt provider_opts[] = {
 	{ "url", opt_url, POFF(url), 0, 0, NULL, "LLMGW_*_URL" },
@@ -831,6 +1083,13 @@ static const struct opt service_opts[] = {
 	{ "model", opt_model, SOFF(model), 1, MAX_MODEL_NAME, NULL, NULL },
 	{ "budget_daily_usd", opt_usd, SOFF(budget_daily), 0, USD(1000000), NULL, NULL },
 	{ "budget_monthly_usd", opt_usd, SOFF(budget_monthly), 0, USD(1000000), NULL, NULL },
+};
+
+/* sha256 is required, see finish_key(); unset fields stay NULL / 0. */
+static const struct opt key_opts[] = {
+	{ "sha256", opt_key_hash, KOFF(sha256), 0, 0, NULL, NULL },
+	{ "services", opt_key_services, KOFF(services), 0, MAX_KEY_SERVICES, NULL, NULL },
+	{ "default_service", opt_service, KOFF(default_service), 1, MAX_SERVICE_NAME, NULL, NULL },
 };
 
 /* What is fixed per provider. */
@@ -876,7 +1135,8 @@ enum sec_kind {
 	SEC_GLOBAL,    /* fields of struct gw_config itself */
 	SEC_PROVIDER,
 	SEC_MODEL,
-	SEC_SERVICE
+	SEC_SERVICE,
+	SEC_KEY
 };
 
 /* Conf sections. A name ending in '.' is a prefix: [provider.openai]. */
@@ -890,14 +1150,18 @@ static const struct section {
 	{ "queue", SEC_GLOBAL, queue_opts, ARRAY_SIZE(queue_opts) },
 	{ "cache", SEC_GLOBAL, cache_opts, ARRAY_SIZE(cache_opts) },
 	{ "budget", SEC_GLOBAL, budget_opts, ARRAY_SIZE(budget_opts) },
+	{ "async", SEC_GLOBAL, async_opts, ARRAY_SIZE(async_opts) },
+	{ "auth", SEC_GLOBAL, auth_opts, ARRAY_SIZE(auth_opts) },
 	{ "provider.", SEC_PROVIDER, provider_opts, ARRAY_SIZE(provider_opts) },
 	{ "model.", SEC_MODEL, model_opts, ARRAY_SIZE(model_opts) },
 	{ "service.", SEC_SERVICE, service_opts, ARRAY_SIZE(service_opts) },
+	{ "key.", SEC_KEY, key_opts, ARRAY_SIZE(key_opts) },
 };
 
 _Static_assert(ARRAY_SIZE(gateway_opts) <= MAX_SECTION_KEYS, "key_line too small");
 _Static_assert(ARRAY_SIZE(queue_opts) <= MAX_SECTION_KEYS, "key_line too small");
 _Static_assert(ARRAY_SIZE(provider_opts) <= MAX_SECTION_KEYS, "key_line too small");
+_Static_assert(ARRAY_SIZE(key_opts) <= MAX_SECTION_KEYS, "key_line too small");
 
 /* ------------------------------------------------------------------ */
 /* Loading state and errors.                                          */
@@ -919,10 +1183,13 @@ struct load {
 	int lineno;
 	const struct section *sec;    /* current section; NULL before the first */
 	char sec_name[MAX_MODEL_NAME + 16];
-	int sec_index;                /* provider id, model or service index */
+	int sec_index;                /* provider id, model, service or key index */
 	int sec_line;
 	int key_line[MAX_SECTION_KEYS];          /* 0: key not set yet */
 	int global_line[ARRAY_SIZE(sections)];   /* where a [gateway]... opened */
+	/* where each key of a [gateway]... was set, for checks of the whole */
+	int global_key_line[ARRAY_SIZE(sections)][MAX_SECTION_KEYS];
+	size_t keys_cap;              /* room in c->keys */
 	int prov_line[GW_PROV_COUNT];
 
 	/* .env */
@@ -983,6 +1250,8 @@ static void *section_base(struct load *ld)
 		return &ld->c->models[ld->sec_index];
 	case SEC_SERVICE:
 		return &ld->c->services[ld->sec_index];
+	case SEC_KEY:
+		return &ld->c->keys[ld->sec_index];
 	}
 	return NULL;
 }
@@ -1006,20 +1275,6 @@ static const struct gw_model_conf *model_by_name(const struct gw_config *c, cons
 		}
 	}
 	return NULL;
-}
-
-static bool service_name_ok(const char *s)
-{
-	size_t len = strlen(s);
-
-	if (len < 1 || len > MAX_SERVICE_NAME)
-		return false;
-	for (size_t i = 0; i < len; i++) {
-		unsigned char ch = (unsigned char)s[i];
-		if (!isalnum(ch) && ch != '_' && ch != '.' && ch != '-')
-			return false;
-	}
-	return true;
 }
 
 static int add_model(struct load *ld, const char *name)
@@ -1100,20 +1355,110 @@ oom:
 	return -ENOMEM;
 }
 
-/* Checks what a whole section must hold, once its last key was read. */
-static void finish_section(struct load *ld)
+static const struct gw_key_conf *key_by_name(const struct gw_config *c, const char *name)
 {
-	const struct gw_model_conf *m;
+	for (size_t i = 0; i < c->n_keys; i++) {
+		if (strcmp(c->keys[i].name, name) == 0)
+			return &c->keys[i];
+	}
+	return NULL;
+}
 
-	if (!ld->sec || ld->failed || ld->sec->kind != SEC_MODEL)
-		return;
-	m = &ld->c->models[ld->sec_index];
+static int add_key(struct load *ld, const char *name)
+{
+	struct gw_config *c = ld->c;
+	struct gw_key_conf *grown, *k;
+
+	if (!service_name_ok(name)) {
+		failf(ld, ld->src, ld->sec_line, "[%s] key names are 1-%d characters of "
+		      "A-Z a-z 0-9 _ . -", ld->sec_name, MAX_SERVICE_NAME);
+		return -EINVAL;
+	}
+	if (key_by_name(c, name)) {
+		failf(ld, ld->src, ld->sec_line, "section [%s] appears twice", ld->sec_name);
+		return -EINVAL;
+	}
+	if (c->n_keys == MAX_KEYS) {
+		failf(ld, ld->src, ld->sec_line, "[%s] too many keys (at most %d)", ld->sec_name,
+		      MAX_KEYS);
+		return -EINVAL;
+	}
+	if (c->n_keys == ld->keys_cap) {
+		/* doubling: thousands of keys are a normal configuration */
+		size_t cap = ld->keys_cap ? 2 * ld->keys_cap : 16;
+		if (cap > MAX_KEYS)
+			cap = MAX_KEYS;
+		grown = realloc(c->keys, cap * sizeof(*grown));
+		if (!grown)
+			goto oom;
+		c->keys = grown;
+		ld->keys_cap = cap;
+	}
+	k = &c->keys[c->n_keys];
+	memset(k, 0, sizeof(*k));
+	k->name = strdup(name);
+	if (!k->name)
+		goto oom;
+	ld->sec_index = (int)c->n_keys++;
+	return 0;
+oom:
+	failf(ld, ld->src, ld->sec_line, "out of memory");
+	return -ENOMEM;
+}
+
+/* The line where key of the current section was set; 0: not set. */
+static int key_line_of(const struct load *ld, const char *key)
+{
+	const struct opt *o = find_opt(ld->sec->opts, ld->sec->n_opts, key);
+
+	return o ? ld->key_line[o - ld->sec->opts] : 0;
+}
+
+static void finish_model(struct load *ld)
+{
+	const struct gw_model_conf *m = &ld->c->models[ld->sec_index];
+
 	for (int p = 0; p < GW_PROV_COUNT; p++) {
 		if (m->upstream[p])
 			return;
 	}
 	failf(ld, ld->src, ld->sec_line, "[%s] maps the model to no provider "
 	      "(set openrouter, anthropic and/or openai)", ld->sec_name);
+}
+
+/* A key needs its hash, and its default service must be one it may use. */
+static void finish_key(struct load *ld)
+{
+	const struct gw_key_conf *k = &ld->c->keys[ld->sec_index];
+
+	if (key_line_of(ld, "sha256") == 0) {
+		failf(ld, ld->src, ld->sec_line, "[%s] has no sha256 (the SHA-256 of the key, "
+		      "64 hex digits)", ld->sec_name);
+		return;
+	}
+	if (k->default_service && !gw_config_key_allows(k, k->default_service))
+		failf(ld, ld->src, key_line_of(ld, "default_service"),
+		      "[%s] default_service: \"%s\" is not in services", ld->sec_name,
+		      k->default_service);
+}
+
+/* Checks what a whole section must hold, once its last key was read. */
+static void finish_section(struct load *ld)
+{
+	if (!ld->sec || ld->failed)
+		return;
+	switch (ld->sec->kind) {
+	case SEC_MODEL:
+		finish_model(ld);
+		break;
+	case SEC_KEY:
+		finish_key(ld);
+		break;
+	case SEC_GLOBAL:
+	case SEC_PROVIDER:
+	case SEC_SERVICE:
+		break;
+	}
 }
 
 /* Opens section name (len bytes) found at line. */
@@ -1152,7 +1497,8 @@ static int begin_section(struct load *ld, const char *name, size_t len, int line
 	}
 	if (!found) {
 		failf(ld, ld->src, line, "unknown section [%s] (known: gateway, queue, cache, "
-		      "budget, provider.NAME, model.NAME, service.NAME)", ld->sec_name);
+		      "budget, async, auth, provider.NAME, model.NAME, service.NAME, key.NAME)",
+		      ld->sec_name);
 		return -EINVAL;
 	}
 
@@ -1189,6 +1535,10 @@ static int begin_section(struct load *ld, const char *name, size_t len, int line
 		if (add_service(ld, arg) < 0)
 			return -EINVAL;
 		break;
+	case SEC_KEY:
+		if (add_key(ld, arg) < 0)
+			return -EINVAL;
+		break;
 	}
 	ld->sec = found;
 	return 0;
@@ -1219,6 +1569,8 @@ static int set_key(struct load *ld, const char *key, const char *value)
 		return -EINVAL;
 	}
 	ld->key_line[i] = ld->lineno > 0 ? ld->lineno : -1;
+	if (ld->sec->kind == SEC_GLOBAL)
+		ld->global_key_line[ld->sec - sections][i] = ld->key_line[i];
 	if (o->parse(o, ld->c, section_base(ld), value, why, sizeof(why)) < 0) {
 		failf(ld, ld->src, ld->lineno, "[%s] %s: %s", ld->sec_name, key, why);
 		return -EINVAL;
@@ -1564,6 +1916,15 @@ static const char *env_lookup(struct load *ld, const char *name, int *line)
 	return NULL;
 }
 
+/* Reports a bad value of variable var from env_lookup() (line 0: the environment). */
+static void env_fail(struct load *ld, const char *var, int line, const char *why)
+{
+	if (line == 0)
+		failf(ld, "environment", 0, "%s: %s", var, why);
+	else
+		failf(ld, ld->dotenv_path, line, "%s: %s", var, why);
+}
+
 /* Overrides option o of base from variable var when it is set. */
 static void env_set(struct load *ld, const struct opt *o, void *base, const char *var,
 		    const char *value_override)
@@ -1576,12 +1937,34 @@ static void env_set(struct load *ld, const struct opt *o, void *base, const char
 		return;
 	if (value_override)
 		v = value_override;
-	if (o->parse(o, ld->c, base, v, why, sizeof(why)) < 0) {
-		if (line == 0)
-			failf(ld, "environment", 0, "%s: %s", var, why);
-		else
-			failf(ld, ld->dotenv_path, line, "%s: %s", var, why);
+	if (o->parse(o, ld->c, base, v, why, sizeof(why)) < 0)
+		env_fail(ld, var, line, why);
+}
+
+/*
+ * LLMGW_ADMIN_KEY holds the admin key itself, not a hash: it is hashed
+ * here and only the hash is kept. It wins over [auth] admin_key_sha256.
+ */
+static void env_admin_key(struct load *ld)
+{
+	static const char var[] = "LLMGW_ADMIN_KEY";
+	char why[WHY_MAX];
+	int line;
+	const char *v = env_lookup(ld, var, &line);
+
+	if (!v)
+		return;
+	if (strlen(v) > MAX_KEY_LEN || !text_ok(v, TEXT_TOKEN)) {
+		snprintf(why, sizeof(why), "must be at most %d printable characters without blanks",
+			 MAX_KEY_LEN);
+		env_fail(ld, var, line, why);
+		return;
 	}
+	if (sha256_text(v, ld->c->admin_sha256) < 0) {
+		env_fail(ld, var, line, "cannot hash the key (OpenSSL SHA-256 failed)");
+		return;
+	}
+	ld->c->has_admin_key = true;
 }
 
 static int apply_env(struct load *ld)
@@ -1627,6 +2010,34 @@ static int apply_env(struct load *ld)
 		env_set(ld, state_dir, ld->c, "STATE_DIRECTORY", first);
 		free(first);
 	}
+	env_admin_key(ld);
+	return ld->failed ? -1 : 0;
+}
+
+/* The conf line where [sec] key (a global section) was set; 0: not set. */
+static int global_key_line(const struct load *ld, const char *sec, const char *key)
+{
+	for (size_t i = 0; i < ARRAY_SIZE(sections); i++) {
+		const struct opt *o;
+		if (sections[i].kind != SEC_GLOBAL || strcmp(sections[i].name, sec) != 0)
+			continue;
+		o = find_opt(sections[i].opts, sections[i].n_opts, key);
+		if (o && ld->global_key_line[i][o - sections[i].opts] > 0)
+			return ld->global_key_line[i][o - sections[i].opts];
+		return 0;
+	}
+	return 0;
+}
+
+/* Checks what holds across sections, once every source was applied. */
+static int check_whole(struct load *ld)
+{
+	const struct gw_config *c = ld->c;
+
+	if (c->auth_enabled && c->n_keys == 0)
+		failf(ld, c->source ? c->source : "configuration",
+		      global_key_line(ld, "auth", "enabled"),
+		      "auth is enabled but no [key.NAME] is configured");
 	return ld->failed ? -1 : 0;
 }
 
@@ -1680,6 +2091,15 @@ static void config_free(struct gw_config *c)
 		free(c->services[i].model);
 	}
 	free(c->services);
+	for (size_t i = 0; i < c->n_keys; i++) {
+		struct gw_key_conf *k = &c->keys[i];
+		free(k->name);
+		for (size_t j = 0; j < k->n_services; j++)
+			free(k->services[j]);
+		free(k->services);
+		free(k->default_service);
+	}
+	free(c->keys);
 	free(c);
 }
 
@@ -1711,10 +2131,15 @@ struct gw_config *gw_config_load(const char *conf_path, const char *dotenv_path,
 		goto out;
 	if (apply_env(&ld) < 0)
 		goto out;
+	if (check_whole(&ld) < 0)
+		goto out;
 	resolve(c);
 out:
 	for (size_t i = 0; i < ld.n_vars; i++) {
 		free(ld.vars[i].key);
+		/* .env holds keys (LLMGW_ADMIN_KEY, provider keys): no copy outlives the load */
+		if (ld.vars[i].value)
+			OPENSSL_cleanse(ld.vars[i].value, strlen(ld.vars[i].value));
 		free(ld.vars[i].value);
 	}
 	free(ld.vars);
@@ -1785,4 +2210,47 @@ bool gw_config_any_usable(const struct gw_config *c)
 			return true;
 	}
 	return false;
+}
+
+const struct gw_key_conf *gw_config_key(const struct gw_config *c, const char *key)
+{
+	unsigned char h[SHA256_LEN];
+	size_t match = 0; /* index + 1 of the matching key; 0: none */
+
+	if (!c || !key || key[0] == '\0' || sha256_text(key, h) < 0)
+		return NULL;
+	/*
+	 * Every hash is compared, with no early exit and no branch on the
+	 * result, so the time taken tells neither whether nor which key
+	 * matched. Hashes are unique (opt_key_hash), so at most one matches.
+	 */
+	for (size_t i = 0; i < c->n_keys; i++) {
+		size_t hit = (size_t)(CRYPTO_memcmp(h, c->keys[i].sha256, SHA256_LEN) == 0);
+		match |= (i + 1) & ((size_t)0 - hit);
+	}
+	return match ? &c->keys[match - 1] : NULL;
+}
+
+bool gw_config_key_allows(const struct gw_key_conf *k, const char *service)
+{
+	if (!k)
+		return false;
+	if (k->n_services == 0)
+		return true;
+	if (!service)
+		return false;
+	for (size_t i = 0; i < k->n_services; i++) {
+		if (strcmp(k->services[i], service) == 0)
+			return true;
+	}
+	return false;
+}
+
+bool gw_config_is_admin(const struct gw_config *c, const char *key)
+{
+	unsigned char h[SHA256_LEN];
+
+	if (!c || !c->has_admin_key || !key || key[0] == '\0' || sha256_text(key, h) < 0)
+		return false;
+	return CRYPTO_memcmp(h, c->admin_sha256, SHA256_LEN) == 0;
 }

@@ -2,8 +2,8 @@
  * check_config.c - unit tests of the configuration loader (src/config.c)
  * and the shared names (src/names.c): defaults, the shipped conf file,
  * precedence of the conf file, .env and the environment, error messages
- * with file:line, value parsing (prices, budgets, decimal seconds) and
- * model mapping.
+ * with file:line, value parsing (prices, budgets, decimal seconds), model
+ * mapping, and gateway keys (hashes, lookup, services, the admin key).
  *
  * Every test starts from an environment without any variable the loader
  * reads (checked fixture), so tests are independent in fork and no-fork
@@ -26,6 +26,13 @@ Suite *config_suite(void);
 
 #define USD(x) ((gw_pusd)(x) * GW_PUSD_PER_USD)
 
+/* What `printf %s KEY | sha256sum` prints for the keys the tests use. */
+#define H_ALPHA "677509799af78b2efa2f2af71d0f906e0a0c50c048efd3b515625f788e92b99a"
+#define H_BETA_UPPER "7A3D637BC601F7000CC2C33141C8C8A7554E02E319FA8B293A0C88C613B77620"
+#define H_GAMMA "36c2c0e2d54b8df7e21c9f9afc50a206f2595fc23531fe933e4788e699e0e59d"
+#define H_ADMIN "69a5265506c94c77b787a7d7377b7685a0eff82e33920a71e7ee22cd6154953e"
+#define H_EMPTY "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+
 static const char *const env_vars[] = {
 	"OPENROUTER_API_KEY", "ANTHROPIC_API_KEY", "OPENAI_API_KEY",
 	"LLM_DEFAULT_MODEL", "LLM_ENABLE_CACHE",
@@ -34,7 +41,7 @@ static const char *const env_vars[] = {
 	"OPENROUTER_TIMEOUT", "ANTHROPIC_TIMEOUT", "OPENAI_TIMEOUT",
 	"LLMGW_CONFIG", "LLMGW_LISTEN", "LLMGW_REDIS_URL", "LLMGW_WORKERS",
 	"LLMGW_OPENROUTER_URL", "LLMGW_ANTHROPIC_URL", "LLMGW_OPENAI_URL",
-	"LLMGW_STATE_DIR", "STATE_DIRECTORY",
+	"LLMGW_STATE_DIR", "STATE_DIRECTORY", "LLMGW_ADMIN_KEY",
 };
 
 static void clear_env(void)
@@ -152,6 +159,11 @@ START_TEST(test_defaults_without_file)
 	ck_assert_uint_eq(c->cache_ttl_s, 300);
 	ck_assert_int_eq(c->budget_daily, 0);
 	ck_assert_int_eq(c->budget_monthly, 0);
+	ck_assert_uint_eq(c->async_retention_s, 3600);
+	ck_assert(!c->auth_enabled);
+	ck_assert(!c->has_admin_key);
+	ck_assert_uint_eq(c->n_keys, 0);
+	ck_assert_ptr_null(c->keys);
 
 	ck_assert_str_eq(c->prov[GW_PROV_OPENROUTER].url, "https://openrouter.ai/api/v1");
 	ck_assert_str_eq(c->prov[GW_PROV_ANTHROPIC].url, "https://api.anthropic.com");
@@ -224,6 +236,17 @@ START_TEST(test_shipped_conf)
 	ck_assert_uint_eq(c->cache_ttl_s, d->cache_ttl_s);
 	ck_assert_int_eq(c->budget_daily, d->budget_daily);
 	ck_assert_int_eq(c->budget_monthly, d->budget_monthly);
+	ck_assert_int_eq(c->budget_critical_exempt, d->budget_critical_exempt);
+	ck_assert_uint_eq(c->budget_alert_percent, d->budget_alert_percent);
+	ck_assert_ptr_null(c->budget_webhook_url);
+	ck_assert_ptr_null(d->budget_webhook_url);
+	ck_assert_uint_eq(c->async_retention_s, d->async_retention_s);
+	ck_assert_int_eq(c->auth_enabled, d->auth_enabled);
+	ck_assert_int_eq(c->has_admin_key, d->has_admin_key);
+	ck_assert_mem_eq(c->admin_sha256, d->admin_sha256, sizeof(c->admin_sha256));
+	/* the [key.trading] example is commented out: auth stays off */
+	ck_assert_uint_eq(c->n_keys, 0);
+	ck_assert_uint_eq(d->n_keys, 0);
 	for (int p = 0; p < GW_PROV_COUNT; p++) {
 		const struct gw_provider_conf *a = &c->prov[p], *b = &d->prov[p];
 		ck_assert_str_eq(a->url, b->url);
@@ -392,8 +415,8 @@ START_TEST(test_unknown_key_line)
 			  "  bogus = 1\n",
 			  5, "[gateway] unknown key \"bogus\"");
 	expect_conf_error("[gateway]\n; comment\n[gatway]\nlisten = 127.0.0.1:1\n", 3,
-			  "unknown section [gatway] (known: gateway, queue, cache, budget, "
-			  "provider.NAME, model.NAME, service.NAME)");
+			  "unknown section [gatway] (known: gateway, queue, cache, budget, async, "
+			  "auth, provider.NAME, model.NAME, service.NAME, key.NAME)");
 	expect_conf_error("listen = 127.0.0.1:1\n", 1,
 			  "key \"listen\" is outside of any [section]");
 	expect_conf_error("[model.a]\nopenai = x\nmistral = y\n", 3,
@@ -520,6 +543,63 @@ static const struct bad_case {
 	{ "[provider.openai]\n[provider.anthropic]\n[provider.openai]\n", 3,
 	  "section [provider.openai] appears twice (first at line 1)" },
 	{ "[gateway\nworkers = 1\n", 1, "syntax error: no ']' closes the section name" },
+	{ "[async]\nretention_s = 0\n", 2, "[async] retention_s: must be an integer 1..2592000" },
+	{ "[async]\nretention_s = 2592001\n", 2,
+	  "[async] retention_s: must be an integer 1..2592000" },
+	{ "[async]\nretention_s = 1h\n", 2, "[async] retention_s: must be an integer 1..2592000" },
+	{ "[auth]\nenabled = maybe\n", 2, "[auth] enabled: must be true or false" },
+	{ "[auth]\nadmin_key_sha256 = admin-key\n", 2,
+	  "[auth] admin_key_sha256: must be 64 hex digits (the SHA-256 of the key)" },
+	{ "[auth]\nadmin_key_sha256 = " H_EMPTY "\n", 2,
+	  "[auth] admin_key_sha256: is the SHA-256 of an empty key" },
+	/* 63 digits, 65 digits, a non-hex digit, a blank inside */
+	{ "[key.a]\nsha256 = " H_ALPHA "\n[key.b]\nsha256 = 7a3d637bc601f7000cc2c33141c8c8a7554e02e3"
+	  "19fa8b293a0c88c613b7762\n", 4,
+	  "[key.b] sha256: must be 64 hex digits (the SHA-256 of the key)" },
+	{ "[key.a]\nsha256 = " H_ALPHA "0\n", 2,
+	  "[key.a] sha256: must be 64 hex digits (the SHA-256 of the key)" },
+	{ "[key.a]\nsha256 = g77509799af78b2efa2f2af71d0f906e0a0c50c048efd3b515625f788e92b99a\n", 2,
+	  "[key.a] sha256: must be 64 hex digits (the SHA-256 of the key)" },
+	{ "[key.a]\nsha256 = 677509799af78b2efa2f2af71d0f906e 0a0c50c048efd3b515625f788e92b99a\n", 2,
+	  "[key.a] sha256: must be 64 hex digits (the SHA-256 of the key)" },
+	{ "[key.a]\nsha256 =\n", 2, "[key.a] sha256: must be 64 hex digits (the SHA-256 of the key)" },
+	{ "[key.a]\nsha256 = " H_EMPTY "\n", 2, "[key.a] sha256: is the SHA-256 of an empty key" },
+	{ "[key.a]\nservices = x\n", 1,
+	  "[key.a] has no sha256 (the SHA-256 of the key, 64 hex digits)" },
+	{ "[key.a]\nservices = x\n[key.b]\nsha256 = " H_ALPHA "\n", 1,
+	  "[key.a] has no sha256 (the SHA-256 of the key, 64 hex digits)" },
+	{ "[key.a]\nsha256 = " H_ALPHA "\nsha256 = " H_GAMMA "\n", 3,
+	  "[key.a] sha256: set twice (first at line 2)" },
+	{ "[key.a]\nsha256 = " H_ALPHA "\n[key.b]\nsha256 = " H_GAMMA "\n[key.a]\nsha256 = "
+	  H_BETA_UPPER "\n", 5, "section [key.a] appears twice" },
+	/* the same hash in another case is the same hash */
+	{ "[key.a]\nsha256 = " H_BETA_UPPER "\n# second\n[key.b]\nsha256 = "
+	  "7a3d637bc601f7000cc2c33141c8c8a7554e02e319fa8b293a0c88c613b77620\n", 5,
+	  "[key.b] sha256: the same hash as [key.a] (every key must differ)" },
+	{ "[key.a]\nsha256 = " H_ALPHA "\ndefault_service = z\nservices = x, y\n", 3,
+	  "[key.a] default_service: \"z\" is not in services" },
+	{ "[key.a]\nservices = x\ndefault_service = X\nsha256 = " H_ALPHA "\n[auth]\n", 3,
+	  "[key.a] default_service: \"X\" is not in services" },
+	{ "[key.a]\nsha256 = " H_ALPHA "\ndefault_service = bad name\n", 3,
+	  "[key.a] default_service: must be a service name (1-64 characters of A-Z a-z 0-9 _ . -)" },
+	{ "[key.a]\nsha256 = " H_ALPHA "\nservices = x, , y\n", 3,
+	  "[key.a] services: empty entry in the list" },
+	{ "[key.a]\nsha256 = " H_ALPHA "\nservices = x,\n", 3,
+	  "[key.a] services: empty entry in the list" },
+	{ "[key.a]\nsha256 = " H_ALPHA "\nservices = x y\n", 3,
+	  "[key.a] services: must be a comma list of service names" },
+	{ "[key.a]\nsha256 = " H_ALPHA "\nservices = x, y, x\n", 3,
+	  "[key.a] services: service \"x\" listed twice" },
+	{ "[key.a]\nsha256 = " H_ALPHA "\nservices = x, a/b\n", 3,
+	  "[key.a] services: \"a/b\" is not a service name (1-64 characters of A-Z a-z 0-9 _ . -)" },
+	{ "[key.a]\nsha256 = " H_ALPHA "\nservice = x\n", 3, "[key.a] unknown key \"service\"" },
+	{ "[key.bad name]\nsha256 = " H_ALPHA "\n", 1,
+	  "[key.bad name] key names are 1-64 characters of A-Z a-z 0-9 _ . -" },
+	{ "[key.]\n", 1, "[key.] key names are 1-64 characters of A-Z a-z 0-9 _ . -" },
+	{ "# auth on\n[auth]\nadmin_key_sha256 = " H_ADMIN "\nenabled = true\n", 4,
+	  "auth is enabled but no [key.NAME] is configured" },
+	{ "[gateway]\nworkers = 1\n[auth]\nenabled = yes\n[service.x]\npriority = low\n", 4,
+	  "auth is enabled but no [key.NAME] is configured" },
 	{ "[gateway]\nworkers = 1\njust some words\n", 3,
 	  "syntax error (expected [section] or key = value)" },
 };
@@ -911,6 +991,223 @@ START_TEST(test_refcount)
 }
 END_TEST
 
+START_TEST(test_async_retention)
+{
+	struct gw_config *c = load_ok("[async]\nretention_s = 1\n", NULL);
+
+	ck_assert_uint_eq(c->async_retention_s, 1);
+	gw_config_unref(c);
+	rm_tmp();
+	c = load_ok("[async]\nretention_s = 2592000\n", NULL);
+	ck_assert_uint_eq(c->async_retention_s, 2592000);
+	gw_config_unref(c);
+	rm_tmp();
+}
+END_TEST
+
+START_TEST(test_keys)
+{
+	struct gw_config *c = load_ok(
+		"[auth]\n"
+		"enabled = true\n"
+		"[key.trading]\n"
+		"sha256 = " H_ALPHA "\n"
+		"services = trade_validator ,news_sentiment\n"
+		"default_service = news_sentiment\n"
+		"[service.trade_validator]\n"
+		"priority = critical\n"
+		"[key.ops.team-1]\n"
+		"sha256 = " H_BETA_UPPER "\n"
+		"services =\n"
+		"[key.reports]\n"
+		"default_service = reports\n"
+		"services = reports\n"
+		"sha256 = " H_GAMMA "\n",
+		NULL);
+	const struct gw_key_conf *k;
+
+	ck_assert(c->auth_enabled);
+	ck_assert(!c->has_admin_key);
+	ck_assert_uint_eq(c->n_keys, 3);
+
+	k = &c->keys[0];
+	ck_assert_str_eq(k->name, "trading");
+	ck_assert_uint_eq(k->n_services, 2);
+	ck_assert_str_eq(k->services[0], "trade_validator");
+	ck_assert_str_eq(k->services[1], "news_sentiment");
+	ck_assert_str_eq(k->default_service, "news_sentiment");
+	ck_assert_uint_eq(k->sha256[0], 0x67);
+	ck_assert_uint_eq(k->sha256[31], 0x9a);
+
+	k = &c->keys[1];
+	ck_assert_str_eq(k->name, "ops.team-1");
+	ck_assert_uint_eq(k->n_services, 0);
+	ck_assert_ptr_null(k->services);
+	ck_assert_ptr_null(k->default_service);
+	ck_assert_uint_eq(k->sha256[0], 0x7a);
+	ck_assert_uint_eq(k->sha256[31], 0x20);
+
+	k = &c->keys[2];
+	ck_assert_str_eq(k->name, "reports");
+	ck_assert_uint_eq(k->n_services, 1);
+	ck_assert_str_eq(k->default_service, "reports");
+
+	/* each plain key finds its own entry, whatever its position */
+	ck_assert_ptr_eq(gw_config_key(c, "alpha-key"), &c->keys[0]);
+	ck_assert_ptr_eq(gw_config_key(c, "beta-key"), &c->keys[1]); /* upper-case hash */
+	ck_assert_ptr_eq(gw_config_key(c, "gamma-key"), &c->keys[2]);
+
+	/* anything else finds none */
+	ck_assert_ptr_null(gw_config_key(c, "Alpha-key"));
+	ck_assert_ptr_null(gw_config_key(c, "alpha-key\n"));
+	ck_assert_ptr_null(gw_config_key(c, "alpha-ke"));
+	ck_assert_ptr_null(gw_config_key(c, " alpha-key"));
+	ck_assert_ptr_null(gw_config_key(c, H_ALPHA)); /* the hash is not the key */
+	ck_assert_ptr_null(gw_config_key(c, "admin-key"));
+	ck_assert_ptr_null(gw_config_key(c, ""));
+	ck_assert_ptr_null(gw_config_key(c, NULL));
+	ck_assert_ptr_null(gw_config_key(NULL, "alpha-key"));
+
+	/* allows(): the list, exactly, or anything when the list is empty */
+	k = gw_config_key(c, "alpha-key");
+	ck_assert(gw_config_key_allows(k, "trade_validator"));
+	ck_assert(gw_config_key_allows(k, "news_sentiment"));
+	ck_assert(!gw_config_key_allows(k, "reports"));
+	ck_assert(!gw_config_key_allows(k, "Trade_validator"));
+	ck_assert(!gw_config_key_allows(k, "trade_validato"));
+	ck_assert(!gw_config_key_allows(k, "default"));
+	ck_assert(!gw_config_key_allows(k, ""));
+	ck_assert(!gw_config_key_allows(k, NULL));
+	k = gw_config_key(c, "beta-key");
+	ck_assert(gw_config_key_allows(k, "trade_validator"));
+	ck_assert(gw_config_key_allows(k, "anything.else"));
+	ck_assert(gw_config_key_allows(k, "default"));
+	k = gw_config_key(c, "gamma-key");
+	ck_assert(gw_config_key_allows(k, "reports"));
+	ck_assert(!gw_config_key_allows(k, "trade_validator"));
+	ck_assert(!gw_config_key_allows(NULL, "reports"));
+
+	/* keys do not make an admin key */
+	ck_assert(!gw_config_is_admin(c, "alpha-key"));
+	gw_config_unref(c);
+	rm_tmp();
+}
+END_TEST
+
+/* Keys beyond the bound are refused at the section that is one too many. */
+START_TEST(test_keys_bound)
+{
+	enum { N = 10001, LINE = 128 };
+	char *conf = malloc((size_t)N * LINE + 1), err[512], want[512];
+	size_t len = 0;
+	const char *path;
+	struct gw_config *c;
+
+	ck_assert_ptr_nonnull(conf);
+	for (int i = 0; i < N; i++)
+		len += (size_t)snprintf(conf + len, LINE, "[key.k%d]\nsha256 = %064x\n", i, i + 1);
+	c = load_text(conf, NULL, err, sizeof(err), &path, NULL);
+	ck_assert_ptr_null(c);
+	snprintf(want, sizeof(want), "%s:%d: [key.k10000] too many keys (at most 10000)", path,
+		 2 * (N - 1) + 1);
+	ck_assert_str_eq(err, want);
+	rm_tmp();
+
+	/* exactly the bound loads, and the last key is found */
+	conf[len - strlen("[key.k10000]\nsha256 = ") - 65] = '\0';
+	c = load_ok(conf, NULL);
+	ck_assert_uint_eq(c->n_keys, 10000);
+	ck_assert_str_eq(c->keys[9999].name, "k9999");
+	gw_config_unref(c);
+	rm_tmp();
+	free(conf);
+}
+END_TEST
+
+START_TEST(test_admin_key)
+{
+	const char *conf = "[auth]\nadmin_key_sha256 = " H_ADMIN "\n";
+	struct gw_config *c;
+	char long_key[1026];
+
+	/* none by default: nothing is the admin key */
+	c = load_ok(NULL, NULL);
+	ck_assert(!c->has_admin_key);
+	ck_assert(!gw_config_is_admin(c, "admin-key"));
+	ck_assert(!gw_config_is_admin(c, ""));
+	gw_config_unref(c);
+	c = load_ok("[auth]\nadmin_key_sha256 =\n", NULL);
+	ck_assert(!c->has_admin_key);
+	ck_assert(!gw_config_is_admin(c, ""));
+	gw_config_unref(c);
+	rm_tmp();
+
+	/* from the file's hash (any case) */
+	c = load_ok(conf, NULL);
+	ck_assert(c->has_admin_key);
+	ck_assert(!c->auth_enabled);
+	ck_assert(gw_config_is_admin(c, "admin-key"));
+	ck_assert(!gw_config_is_admin(c, "admin-key2"));
+	ck_assert(!gw_config_is_admin(c, "Admin-key"));
+	ck_assert(!gw_config_is_admin(c, H_ADMIN));
+	ck_assert(!gw_config_is_admin(c, ""));
+	ck_assert(!gw_config_is_admin(c, NULL));
+	ck_assert(!gw_config_is_admin(NULL, "admin-key"));
+	ck_assert_ptr_null(gw_config_key(c, "admin-key")); /* not a gateway key */
+	gw_config_unref(c);
+	rm_tmp();
+	c = load_ok("[auth]\nadmin_key_sha256 = "
+		    "69A5265506C94C77B787A7D7377B7685A0EFF82E33920A71E7EE22CD6154953E\n", NULL);
+	ck_assert(gw_config_is_admin(c, "admin-key"));
+	gw_config_unref(c);
+	rm_tmp();
+
+	/* LLMGW_ADMIN_KEY is the key itself, and wins over the file's hash */
+	setenv("LLMGW_ADMIN_KEY", "env-admin", 1);
+	c = load_ok(conf, NULL);
+	ck_assert(c->has_admin_key);
+	ck_assert(gw_config_is_admin(c, "env-admin"));
+	ck_assert(!gw_config_is_admin(c, "admin-key"));
+	gw_config_unref(c);
+	rm_tmp();
+	c = load_ok(NULL, NULL);
+	ck_assert(gw_config_is_admin(c, "env-admin"));
+	gw_config_unref(c);
+
+	/* also from .env, below the real environment */
+	c = load_ok(conf, "LLMGW_ADMIN_KEY=dotenv-admin\n");
+	ck_assert(gw_config_is_admin(c, "env-admin"));
+	gw_config_unref(c);
+	rm_tmp();
+	unsetenv("LLMGW_ADMIN_KEY");
+	c = load_ok(conf, "LLMGW_ADMIN_KEY='dotenv-admin'\n");
+	ck_assert(gw_config_is_admin(c, "dotenv-admin"));
+	ck_assert(!gw_config_is_admin(c, "admin-key"));
+	gw_config_unref(c);
+	rm_tmp();
+
+	/* set but empty counts as unset: the file's hash stays */
+	setenv("LLMGW_ADMIN_KEY", "", 1);
+	c = load_ok(conf, NULL);
+	ck_assert(gw_config_is_admin(c, "admin-key"));
+	gw_config_unref(c);
+	rm_tmp();
+
+	/* errors never echo the key */
+	expect_env_error("LLMGW_ADMIN_KEY", "two words",
+			 "must be at most 1024 printable characters without blanks");
+	memset(long_key, 'k', sizeof(long_key) - 1);
+	long_key[sizeof(long_key) - 1] = '\0';
+	expect_env_error("LLMGW_ADMIN_KEY", long_key,
+			 "must be at most 1024 printable characters without blanks");
+	long_key[1024] = '\0';
+	setenv("LLMGW_ADMIN_KEY", long_key, 1);
+	c = load_ok(NULL, NULL);
+	ck_assert(gw_config_is_admin(c, long_key));
+	gw_config_unref(c);
+}
+END_TEST
+
 START_TEST(test_names)
 {
 	ck_assert_str_eq(gw_priority_name(GW_PRIO_CRITICAL), "CRITICAL");
@@ -980,6 +1277,10 @@ Suite *config_suite(void)
 	tcase_add_test(tc, test_services_and_values);
 	tcase_add_test(tc, test_any_usable);
 	tcase_add_test(tc, test_refcount);
+	tcase_add_test(tc, test_async_retention);
+	tcase_add_test(tc, test_keys);
+	tcase_add_test(tc, test_keys_bound);
+	tcase_add_test(tc, test_admin_key);
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("parse");
