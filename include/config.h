@@ -81,7 +81,11 @@ struct gw_config {
 	bool cache_enabled;
 	char *redis_url;
 	unsigned cache_ttl_s;
-	bool cache_per_service;      /* scope = service: services never share answers */
+	enum gw_cache_scope {
+		GW_SCOPE_GLOBAL = 0,     /* one answer for everyone */
+		GW_SCOPE_SERVICE,        /* services never share answers */
+		GW_SCOPE_KEY             /* gateway keys never share answers */
+	} cache_scope;
 
 	/* [budget] */
 	gw_pusd budget_daily;        /* global, 0: none */

@@ -51,6 +51,7 @@ struct gw_job {
 
 	char id[GW_REQUEST_ID_MAX + 1];
 	char service[GW_SERVICE_MAX + 1];
+	const char *key_name;           /* gateway key used (points into conf), or NULL */
 	enum gw_priority prio;          /* as admitted */
 	struct gw_config *conf;         /* reference held */
 	struct gw_chat chat;

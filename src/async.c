@@ -200,9 +200,18 @@ unsigned gw_async_recover(struct gw_cache *c, const char *instance,
 			  void (*fn)(void *arg, const char *id, const char *rec, size_t len),
 			  void *arg)
 {
-	char pkey[KEY_MAX];
+	char owed[KEY_MAX], pkey[KEY_MAX + 16];
 	unsigned n = 0;
-	pending_key(instance, pkey, sizeof(pkey));
+	/* Move the set aside first: resumed jobs are added to the live set
+	 * again, and must not be popped a second time here. */
+	pending_key(instance, owed, sizeof(owed));
+	snprintf(pkey, sizeof(pkey), "%s:recovering", owed);
+	const char *mv[] = { "RENAME", owed, pkey };
+	const size_t mvlen[] = { 6, strlen(owed), strlen(pkey) };
+	char *ignored = NULL;
+	size_t ilen;
+	call_sync(c, mv, mvlen, 3, &ignored, &ilen);
+	free(ignored);
 	for (unsigned i = 0; i < RECOVER_MAX; i++) {
 		char *id = NULL, *rec = NULL;
 		size_t idlen = 0, reclen = 0;

@@ -474,16 +474,19 @@ static int opt_text(const struct opt *o, struct gw_config *c, void *base, const 
 	return set_text(o, base, v, TEXT_ANY, why, whylen);
 }
 
-/* [cache] scope: "global" (one answer for everyone) or "service". */
+/* [cache] scope: who shares answers: everyone, each service, each key. */
 static int opt_scope(const struct opt *o, struct gw_config *c, void *base, const char *v,
 		     char *why, size_t whylen)
 {
+	static const char *const names[] = { "global", "service", "key" };
 	(void)c;
-	if (strcmp(v, "global") == 0 || strcmp(v, "service") == 0) {
-		*FIELD(base, o, bool) = strcmp(v, "service") == 0;
-		return 0;
+	for (unsigned i = 0; i < ARRAY_SIZE(names); i++) {
+		if (strcmp(v, names[i]) == 0) {
+			*FIELD(base, o, enum gw_cache_scope) = (enum gw_cache_scope)i;
+			return 0;
+		}
 	}
-	snprintf(why, whylen, "must be global or service");
+	snprintf(why, whylen, "must be global, service or key");
 	return -EINVAL;
 }
 
@@ -1026,7 +1029,7 @@ static const struct opt cache_opts[] = {
 	{ "redis_url", opt_redis_url, GOFF(redis_url), 0, 0, "redis://127.0.0.1:6379/0",
 	  "LLMGW_REDIS_URL" },
 	{ "default_ttl_s", opt_uint, GOFF(cache_ttl_s), 1, 2592000, "300", NULL },
-	{ "scope", opt_scope, GOFF(cache_per_service), 0, 0, "global", NULL },
+	{ "scope", opt_scope, GOFF(cache_scope), 0, 0, "global", NULL },
 };
 
 static const struct opt budget_opts[] = {

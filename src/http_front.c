@@ -566,6 +566,48 @@ static void new_request_id(struct gw_front *f, char out[GW_REQUEST_ID_MAX + 1])
 		 (unsigned long long)n);
 }
 
+/* The bearer token of the Authorization header, or NULL. */
+static const char *bearer(struct MHD_Connection *mc)
+{
+	const char *v = MHD_lookup_connection_value(mc, MHD_HEADER_KIND,
+						    MHD_HTTP_HEADER_AUTHORIZATION);
+	if (!v || strncasecmp(v, "Bearer ", 7) != 0)
+		return NULL;
+	v += 7;
+	while (*v == ' ')
+		v++;
+	return *v ? v : NULL;
+}
+
+/* With [auth] enabled: the caller's gateway key, or a 401. */
+static int check_key(struct conn *c, const struct gw_key_conf **key, struct gw_error *err)
+{
+	*key = NULL;
+	if (!c->conf->auth_enabled)
+		return 0;
+	const char *token = bearer(c->mc);
+	*key = token ? gw_config_key(c->conf, token) : NULL;
+	if (*key)
+		return 0;
+	gw_error_set(err, 401, "authentication_error", "invalid_api_key", NULL,
+		     token ? "the gateway key is not valid"
+			   : "a gateway key is required: send Authorization: Bearer <key>");
+	return -EACCES;
+}
+
+/* /stats, /metrics, /dashboard: the admin key when one is configured. */
+static int check_admin(struct conn *c, struct gw_error *err)
+{
+	if (!c->conf->has_admin_key)
+		return 0;
+	const char *token = bearer(c->mc);
+	if (token && gw_config_is_admin(c->conf, token))
+		return 0;
+	gw_error_set(err, 401, "authentication_error", "invalid_api_key", NULL,
+		     "this page needs the admin key: send Authorization: Bearer <admin key>");
+	return -EACCES;
+}
+
 /* Header checks done before the body is read; fills job fields. */
 static int read_headers(struct conn *c, struct gw_error *err)
 {
@@ -580,12 +622,26 @@ static int read_headers(struct conn *c, struct gw_error *err)
 	} else {
 		new_request_id(c->f, job->id);
 	}
+	const struct gw_key_conf *key;
+	if (check_key(c, &key, err) < 0)
+		return -EACCES;
 	v = MHD_lookup_connection_value(mc, MHD_HEADER_KIND, "X-Service-Name");
 	if (v) {
 		if (gw_hdr_service(v, job->service, err) < 0)
 			return -EINVAL;
 	} else {
-		snprintf(job->service, sizeof(job->service), "default");
+		snprintf(job->service, sizeof(job->service), "%s",
+			 key && key->default_service ? key->default_service : "default");
+	}
+	if (key) {
+		job->key_name = key->name;
+		if (!gw_config_key_allows(key, job->service)) {
+			gw_error_set(err, 403, "permission_error", "service_not_allowed",
+				     "X-Service-Name",
+				     "the gateway key '%s' may not book under the service '%s'",
+				     key->name, job->service);
+			return -EACCES;
+		}
 	}
 	const struct gw_service_conf *svc = gw_config_service(c->conf, job->service);
 	v = MHD_lookup_connection_value(mc, MHD_HEADER_KIND, "X-Priority");
@@ -823,8 +879,10 @@ static void lookup_or_admit(struct gw_front *f, struct gw_job *job, bool no_cach
 	const struct gw_config *conf = job->conf;
 	if (f->cache && conf->cache_enabled && !no_store) {
 		char scope[GW_CACHE_SCOPE_MAX];
-		if (conf->cache_per_service)
+		if (conf->cache_scope == GW_SCOPE_SERVICE)
 			snprintf(scope, sizeof(scope), "s:%s", job->service);
+		else if (conf->cache_scope == GW_SCOPE_KEY && job->key_name)
+			snprintf(scope, sizeof(scope), "k:%s", job->key_name);
 		else
 			snprintf(scope, sizeof(scope), "g");
 		if (gw_cache_key(&job->chat, explicit_key && explicit_key[0] ? explicit_key : NULL,
@@ -874,8 +932,16 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *mc, const ch
 				     c->route == ROUTE_CHAT ? "POST" : "GET");
 			return send_error(c, &err, NULL);
 		}
-		if (c->route == ROUTE_ASYNC)
+		if (c->route == ROUTE_STATS || c->route == ROUTE_METRICS) {
+			if (check_admin(c, &err) < 0)
+				return send_error(c, &err, NULL);
+		}
+		if (c->route == ROUTE_ASYNC) {
+			const struct gw_key_conf *key;
+			if (check_key(c, &key, &err) < 0)
+				return send_error(c, &err, NULL);
 			return start_async_lookup(c, url);
+		}
 		if (c->route != ROUTE_CHAT)
 			return MHD_YES;
 
