@@ -226,14 +226,34 @@ static void on_ledger_get(void *arg, enum gw_cache_result r, char *value, size_t
 static bool wait_cache_up(struct gw_cache *cache)
 {
 	int64_t until = gw_now_us() + 1000000;
-	while (gw_cache_state(cache) != GW_CACHE_UP && gw_now_us() < until)
-		usleep(10000);
-	return gw_cache_state(cache) == GW_CACHE_UP;
+	struct gw_cache_counters cc;
+	for (;;) {
+		if (gw_cache_state(cache) == GW_CACHE_UP)
+			return true;
+		gw_cache_stats(cache, &cc);
+		/* The first connect already failed: Redis is down, do not wait. */
+		if (cc.breaker_opens > 0 || gw_now_us() >= until)
+			return false;
+		usleep(5000);
+	}
 }
 
 static void resume_one(void *arg, const char *id, const char *rec, size_t len)
 {
 	gw_front_resume_async(arg, id, rec, len);
+}
+
+/* Resumes the async jobs owed from before the last stop when Redis is up;
+ * returns whether that happened. */
+static bool recover_async(struct gw_cache *cache, const char *instance, struct gw_front *front,
+			  bool up)
+{
+	if (!up)
+		return false;
+	unsigned n = gw_async_recover(cache, instance, resume_one, front);
+	if (n)
+		gw_log_info("resumed %u async request(s) accepted before the last stop", n);
+	return true;
 }
 
 static void restore_ledger_from_redis(struct gw_ledger *l, struct gw_cache *cache,
@@ -363,12 +383,6 @@ int main(int argc, char **argv)
 	front = gw_front_start(&fo);
 	if (!front)
 		goto out;
-	if (cache && wait_cache_up(cache)) {
-		unsigned n = gw_async_recover(cache, instance, resume_one, front);
-		if (n)
-			gw_log_info("resumed %u async request(s) accepted before the last stop", n);
-	}
-
 	if (o.demo)
 		gw_log_info("demo mode: providers without a key use a placeholder key; answers come "
 			    "from the fake provider, not a real LLM");
@@ -378,6 +392,8 @@ int main(int argc, char **argv)
 	gw_log_info("llmgwd %s listening on %s:%u with %u workers", GW_VERSION, conf->listen_host,
 		    conf->listen_port, conf->workers);
 	sd_notify(0, "READY=1");
+	/* Async jobs this instance still owes: now, or once Redis is up. */
+	bool recovered = !cache || recover_async(cache, instance, front, wait_cache_up(cache));
 
 	/* Under systemd's watchdog, ping at half its interval. */
 	uint64_t wd_usec = 0;
@@ -391,6 +407,9 @@ int main(int argc, char **argv)
 		int sig = sigtimedwait(&sigs, NULL, &tick);
 		if (wd_usec)
 			sd_notify(0, "WATCHDOG=1");
+		if (!recovered)
+			recovered = recover_async(cache, instance, front,
+						  gw_cache_state(cache) == GW_CACHE_UP);
 		if (gw_now_us() >= next_save) {
 			save_ledger(ledger, cache, conf);
 			next_save = gw_now_us() + (int64_t)SAVE_INTERVAL_S * 1000000;

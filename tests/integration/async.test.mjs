@@ -85,7 +85,7 @@ test('a pending job survives a restart and completes', async () => {
   // Same port (the instance name), same Redis, a provider that answers at once.
   gw = await startGateway({ ...opts, port });
   cleanup.push(() => gw.stop());
-  assert.match(gw.log(), /resumed 1 async request/);
+  await waitFor('the resume log line', () => /resumed 1 async request/.test(gw.log()));
   const done = await waitFor('the resumed result', async () => { const p = await poll(gw, loc); return p.status === 200 ? p : null; });
   assert.equal(done.json.choices[0].message.content, 'Echo: survive the restart');
 });

@@ -129,7 +129,7 @@ test('demo mode without keys says so in /health and answers from the fake', asyn
   try {
     const h = await (await fetch(`${demo.url}/health`)).json();
     assert.equal(h.mode, 'demo');
-    assert.match(demo.log(), /demo mode/);
+    await waitFor('the demo-mode log line', () => /demo mode/.test(demo.log()));
     const res = await demo.chat(chatBody('hi demo'));
     assert.equal(res.status, 200, res.text);
   } finally {

@@ -132,7 +132,7 @@ test('no snapshot file (a wiped state directory): the books come back from Redis
   rmSync(path.join(stateDir, 'ledger.json'));
   gw = await startGateway({ ...opts, stateDir, port });
   cleanup.push(() => gw.stop());
-  assert.match(gw.log(), /ledger restored from redis/);
+  await waitFor('the restore log line', () => /ledger restored from redis/.test(gw.log()));
   assert.deepEqual((await stats()).totals, before1);
 });
 
