@@ -98,8 +98,7 @@ valgrind: all $(BIN)/unit_tests
 	CK_FORK=no valgrind --error-exitcode=1 --leak-check=full $(BIN)/unit_tests
 
 install: all
-	install -Dm755 bin/llmgwd $(DESTDIR)$(PREFIX)/bin/llmgwd
-	install -Dm644 conf/llmgw.conf $(DESTDIR)/etc/llmgw/llmgw.conf
+	PREFIX="$(PREFIX)" DESTDIR="$(DESTDIR)" bash scripts/install.sh
 
 clean:
 	rm -rf build bin

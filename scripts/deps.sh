@@ -9,7 +9,7 @@ PKGS=(
 	build-essential pkg-config
 	libmicrohttpd-dev libcurl4-openssl-dev libjansson-dev libssl-dev libhiredis-dev
 	libinih-dev libsystemd-dev check
-	redis-server nodejs npm curl
+	redis-server nodejs npm curl python3 systemd
 )
 # Test and benchmark extras; skipped with LLMGW_DEPS_MINIMAL=1 (make run).
 EXTRA=(prometheus chromium libjs-chart.js wrk nginx-light hyperfine)

@@ -206,12 +206,19 @@ unsigned gw_async_recover(struct gw_cache *c, const char *instance,
 	 * again, and must not be popped a second time here. */
 	pending_key(instance, owed, sizeof(owed));
 	snprintf(pkey, sizeof(pkey), "%s:recovering", owed);
-	const char *mv[] = { "RENAME", owed, pkey };
-	const size_t mvlen[] = { 6, strlen(owed), strlen(pkey) };
-	char *ignored = NULL;
-	size_t ilen;
-	call_sync(c, mv, mvlen, 3, &ignored, &ilen);
-	free(ignored);
+	const char *ex[] = { "EXISTS", owed };
+	const size_t exlen[] = { 6, strlen(owed) };
+	char *v = NULL;
+	size_t vlen;
+	bool any = call_sync(c, ex, exlen, 2, &v, &vlen) == GW_CACHE_HIT && v && strcmp(v, "1") == 0;
+	free(v);
+	if (any) {
+		const char *mv[] = { "RENAME", owed, pkey };
+		const size_t mvlen[] = { 6, strlen(owed), strlen(pkey) };
+		v = NULL;
+		call_sync(c, mv, mvlen, 3, &v, &vlen);
+		free(v);
+	}
 	for (unsigned i = 0; i < RECOVER_MAX; i++) {
 		char *id = NULL, *rec = NULL;
 		size_t idlen = 0, reclen = 0;
