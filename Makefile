@@ -39,18 +39,31 @@ endif
 SRCS     := $(addprefix src/,main.c log.c buf.c names.c config.c request.c job.c queue.c \
 	      limiter.c scheduler.c worker.c provider.c provider_openai.c \
 	      provider_anthropic.c sse.c answer.c ledger.c stats.c cache.c async.c \
-	      http_front.c)
-OBJS     := $(SRCS:src/%.c=$(BUILD)/%.o)
+	      http_front.c dashboard.c)
+OBJS     := $(SRCS:src/%.c=$(BUILD)/%.o) $(BUILD)/assets.o
 LIB_OBJS := $(filter-out $(BUILD)/main.o,$(OBJS))
 UNIT_SRCS := $(addprefix tests/unit/,check_main.c check_queue.c check_limiter.c \
 	      check_request.c check_config.c check_anthropic.c check_sse.c \
 	      check_ledger.c check_cache.c)
+
+# The dashboard page and Chart.js are compiled in (scripts/embed.sh). The
+# chart library comes from Debian's libjs-chart.js; CHARTJS=/path/chart.js
+# picks another copy. Neither file is ever kept in the repository.
+CHARTJS ?= auto
+CHARTJS_DEP := $(if $(filter auto,$(CHARTJS)),$(wildcard \
+	/usr/share/javascript/chart.js/chart.umd.js /usr/share/javascript/chart.js/chart.min.js),$(CHARTJS))
 
 .PHONY: all deps run test test-unit test-integration bench clean install valgrind
 
 all: $(BIN)/llmgwd $(BIN)/fake_provider
 
 $(BUILD)/%.o: src/%.c $(wildcard include/*.h) | $(BUILD)
+	$(CC) $(ALL_CFLAGS) -c -o $@ $<
+
+$(BUILD)/assets.c: scripts/embed.sh src/dashboard.html $(CHARTJS_DEP) | $(BUILD)
+	bash scripts/embed.sh $@ dashboard_html=src/dashboard.html chartjs=$(CHARTJS)
+
+$(BUILD)/assets.o: $(BUILD)/assets.c
 	$(CC) $(ALL_CFLAGS) -c -o $@ $<
 
 $(BUILD):

@@ -8,11 +8,11 @@ cd "$(dirname "$0")/.."
 PKGS=(
 	build-essential pkg-config
 	libmicrohttpd-dev libcurl4-openssl-dev libjansson-dev libssl-dev libhiredis-dev
-	libinih-dev libsystemd-dev check
+	libinih-dev libsystemd-dev check libjs-chart.js
 	redis-server nodejs npm curl python3 systemd
 )
 # Test and benchmark extras; skipped with LLMGW_DEPS_MINIMAL=1 (make run).
-EXTRA=(prometheus chromium libjs-chart.js wrk nginx-light hyperfine)
+EXTRA=(prometheus chromium wrk nginx-light hyperfine)
 if [ "${LLMGW_DEPS_MINIMAL:-0}" != 1 ]; then
 	PKGS+=("${EXTRA[@]}")
 fi
@@ -34,7 +34,8 @@ if [ ${#missing[@]} -gt 0 ]; then
 	DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
-if [ "${LLMGW_DEPS_MINIMAL:-0}" != 1 ] && [ ! -d tests/integration/node_modules/openai ]; then
+if [ "${LLMGW_DEPS_MINIMAL:-0}" != 1 ] && { [ ! -d tests/integration/node_modules/openai ] ||
+	[ ! -d tests/integration/node_modules/playwright-core ]; }; then
 	echo "deps: installing npm packages for tests/integration"
 	(cd tests/integration && npm install --no-audit --no-fund --silent)
 fi

@@ -35,6 +35,7 @@
 #include "answer.h"
 #include "async.h"
 #include "cache.h"
+#include "dashboard.h"
 #include "job.h"
 #include "ledger.h"
 #include "log.h"
@@ -61,7 +62,8 @@ enum route {
 	ROUTE_READY,
 	ROUTE_STATS,
 	ROUTE_METRICS,
-	ROUTE_ASYNC
+	ROUTE_ASYNC,
+	ROUTE_DASHBOARD
 };
 
 struct gw_front {
@@ -198,6 +200,8 @@ static enum route route_of(const char *url)
 		return ROUTE_METRICS;
 	if (strncmp(url, "/v1/requests/", 13) == 0)
 		return ROUTE_ASYNC;
+	if (strcmp(url, "/dashboard") == 0 || strcmp(url, "/dashboard/chart.js") == 0)
+		return ROUTE_DASHBOARD;
 	return ROUTE_NONE;
 }
 
@@ -267,6 +271,35 @@ static enum MHD_Result answer_stats(struct conn *c)
 		return MHD_NO;
 	c->state = CONN_ANSWERED;
 	return send_body(c->mc, 200, body, strlen(body), ctype, NULL, NULL);
+}
+
+/*
+ * GET /dashboard and /dashboard/chart.js: static bytes compiled in. The
+ * page holds no data (it reads /stats, which the admin key guards), so
+ * it is served without a key: a browser cannot send a Bearer header when
+ * it opens a page.
+ */
+static enum MHD_Result answer_dashboard(struct conn *c, const char *url)
+{
+	const char *body, *ctype;
+	size_t len;
+	if (gw_dashboard_asset(url, &body, &len, &ctype) < 0)
+		return MHD_NO;
+	struct MHD_Response *r =
+		MHD_create_response_from_buffer(len, (void *)body, MHD_RESPMEM_PERSISTENT);
+	if (!r)
+		return MHD_NO;
+	bool page = strcmp(url, "/dashboard") == 0;
+	MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, ctype);
+	MHD_add_response_header(r, MHD_HTTP_HEADER_CACHE_CONTROL,
+				page ? "no-cache" : "public, max-age=86400");
+	MHD_add_response_header(r, "X-Content-Type-Options", "nosniff");
+	if (page)
+		MHD_add_response_header(r, "Content-Security-Policy", GW_DASHBOARD_CSP);
+	c->state = CONN_ANSWERED;
+	enum MHD_Result ret = MHD_queue_response(c->mc, MHD_HTTP_OK, r);
+	MHD_destroy_response(r);
+	return ret;
 }
 
 static enum MHD_Result answer_models(struct conn *c)
@@ -922,7 +955,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *mc, const ch
 		if (c->route == ROUTE_NONE) {
 			gw_error_set(&err, 404, "invalid_request_error", "not_found", NULL,
 				     "unknown path %.200s; see /v1/chat/completions, /v1/models, "
-				     "/health, /ready",
+				     "/health, /ready, /stats, /metrics, /dashboard",
 				     url);
 			return send_error(c, &err, NULL);
 		}
@@ -981,6 +1014,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *mc, const ch
 			return answer_models(c);
 		if (c->route == ROUTE_STATS || c->route == ROUTE_METRICS)
 			return answer_stats(c);
+		if (c->route == ROUTE_DASHBOARD)
+			return answer_dashboard(c, url);
 		return MHD_NO;
 	case CONN_BODY:
 		if (*upload_data_size > 0) {
