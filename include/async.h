@@ -32,6 +32,15 @@ void gw_async_accept(struct gw_cache *c, const char *instance, const struct gw_j
 void gw_async_complete(struct gw_cache *c, const char *instance, const struct gw_job *job,
 		       const char *id, unsigned retention_s);
 
+/*
+ * Sends again the record writes Redis did not take (it was down or timed
+ * out); they wait in a bounded list until then. Returns how many were sent.
+ */
+unsigned gw_async_retry(struct gw_cache *c);
+
+/* At exit, after the cache is gone: drops (and reports) writes never sent. */
+void gw_async_cleanup(void);
+
 /* A parsed record. Strings are malloc'd; free with gw_async_record_free. */
 struct gw_async_record {
 	bool done;

@@ -3,6 +3,8 @@
  */
 #include "async.h"
 
+#include "log.h"
+
 #include <errno.h>
 #include <jansson.h>
 #include <pthread.h>
@@ -13,6 +15,105 @@
 
 #define KEY_MAX 512
 #define RECOVER_MAX 100000
+/* Writes Redis refused (breaker open, timeout) wait here to be sent again. */
+#define RETRY_MAX 100000
+
+/*
+ * One Redis write of an async record, kept until Redis took it: a result
+ * written while Redis blinked must not be lost. "queued" records are
+ * written with NX, so a late retry never hides a "done" written meanwhile.
+ */
+struct write {
+	struct write *next;
+	int argc;
+	char *argv[6];
+	size_t argvlen[6];
+};
+
+static pthread_mutex_t retry_mu = PTHREAD_MUTEX_INITIALIZER;
+static struct write *retry_head;
+static unsigned retry_count;
+
+static void write_free(struct write *w)
+{
+	for (int i = 0; i < w->argc; i++)
+		free(w->argv[i]);
+	free(w);
+}
+
+static void on_write(void *arg, enum gw_cache_result r, char *value, size_t len)
+{
+	(void)len;
+	struct write *w = arg;
+	free(value);
+	if (r != GW_CACHE_BYPASS) {
+		write_free(w);
+		return;
+	}
+	pthread_mutex_lock(&retry_mu);
+	if (retry_count < RETRY_MAX) {
+		w->next = retry_head;
+		retry_head = w;
+		retry_count++;
+		w = NULL;
+	}
+	pthread_mutex_unlock(&retry_mu);
+	if (w) {
+		gw_log_warnx("async: a record write was dropped (retry list full)");
+		write_free(w);
+	}
+}
+
+/* Sends a write; it comes back to the retry list if Redis does not take it. */
+static void send_write(struct gw_cache *c, const char *const *argv, int argc)
+{
+	struct write *w = calloc(1, sizeof(*w));
+	if (!w)
+		return;
+	w->argc = argc;
+	for (int i = 0; i < argc; i++) {
+		w->argvlen[i] = strlen(argv[i]);
+		w->argv[i] = strdup(argv[i]);
+		if (!w->argv[i]) {
+			write_free(w);
+			return;
+		}
+	}
+	gw_cache_exec(c, (const char *const *)w->argv, w->argvlen, argc, on_write, w);
+}
+
+void gw_async_cleanup(void)
+{
+	pthread_mutex_lock(&retry_mu);
+	struct write *w = retry_head;
+	unsigned n = retry_count;
+	retry_head = NULL;
+	retry_count = 0;
+	pthread_mutex_unlock(&retry_mu);
+	if (n)
+		gw_log_warnx("async: %u record write(s) never reached Redis", n);
+	while (w) {
+		struct write *nx = w->next;
+		write_free(w);
+		w = nx;
+	}
+}
+
+unsigned gw_async_retry(struct gw_cache *c)
+{
+	pthread_mutex_lock(&retry_mu);
+	struct write *w = retry_head;
+	unsigned n = retry_count;
+	retry_head = NULL;
+	retry_count = 0;
+	pthread_mutex_unlock(&retry_mu);
+	while (w) {
+		struct write *nx = w->next;
+		gw_cache_exec(c, (const char *const *)w->argv, w->argvlen, w->argc, on_write, w);
+		w = nx;
+	}
+	return n;
+}
 
 void gw_async_new_id(char out[GW_ASYNC_ID_MAX])
 {
@@ -49,7 +150,9 @@ static void pending_key(const char *instance, char *out, size_t n)
 	snprintf(out, n, "llmgw:v1:async:pending:%s", instance);
 }
 
-static void set_record(struct gw_cache *c, const char *id, json_t *rec, unsigned retention_s)
+/* only_new: "queued" records never replace what is there (a "done"). */
+static void set_record(struct gw_cache *c, const char *id, json_t *rec, unsigned retention_s,
+		       bool only_new)
 {
 	char key[KEY_MAX], ttl[24];
 	char *text = rec ? json_dumps(rec, JSON_COMPACT) : NULL;
@@ -58,9 +161,8 @@ static void set_record(struct gw_cache *c, const char *id, json_t *rec, unsigned
 		return;
 	gw_async_key(id, key, sizeof(key));
 	snprintf(ttl, sizeof(ttl), "%u", retention_s);
-	const char *argv[] = { "SET", key, text, "EX", ttl };
-	const size_t argvlen[] = { 3, strlen(key), strlen(text), 2, strlen(ttl) };
-	gw_cache_exec(c, argv, argvlen, 5, NULL, NULL);
+	const char *argv[] = { "SET", key, text, "EX", ttl, "NX" };
+	send_write(c, argv, only_new ? 6 : 5);
 	free(text);
 }
 
@@ -69,8 +171,7 @@ static void pending_op(struct gw_cache *c, const char *op, const char *instance,
 	char key[KEY_MAX];
 	pending_key(instance, key, sizeof(key));
 	const char *argv[] = { op, key, id };
-	const size_t argvlen[] = { strlen(op), strlen(key), strlen(id) };
-	gw_cache_exec(c, argv, argvlen, 3, NULL, NULL);
+	send_write(c, argv, 3);
 }
 
 void gw_async_accept(struct gw_cache *c, const char *instance, const struct gw_job *job,
@@ -79,7 +180,7 @@ void gw_async_accept(struct gw_cache *c, const char *instance, const struct gw_j
 	json_t *rec = json_pack("{s:i, s:s, s:s, s:s, s:O}", "v", 1, "status", "queued", "service",
 				job->service, "priority", gw_priority_name(job->prio), "request",
 				(json_t *)job->chat.root);
-	set_record(c, id, rec, retention_s);
+	set_record(c, id, rec, retention_s, true);
 	pending_op(c, "SADD", instance, id);
 }
 
@@ -89,7 +190,7 @@ void gw_async_complete(struct gw_cache *c, const char *instance, const struct gw
 	json_t *rec = json_pack("{s:i, s:s, s:i, s:s%}", "v", 1, "status", "done", "http_status",
 				job->status, "body", job->body ? job->body : "",
 				job->body ? job->body_len : (size_t)0);
-	set_record(c, id, rec, retention_s);
+	set_record(c, id, rec, retention_s, false);
 	pending_op(c, "SREM", instance, id);
 }
 

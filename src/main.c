@@ -397,7 +397,7 @@ int main(int argc, char **argv)
 
 	/* Under systemd's watchdog, ping at half its interval. */
 	uint64_t wd_usec = 0;
-	int64_t tick_us = (int64_t)SAVE_INTERVAL_S * 1000000;
+	int64_t tick_us = 1000000; /* async record retries, recovery */
 	if (sd_watchdog_enabled(0, &wd_usec) > 0 && wd_usec > 0 && (int64_t)wd_usec / 2 < tick_us)
 		tick_us = (int64_t)wd_usec / 2;
 	int64_t next_save = gw_now_us() + (int64_t)SAVE_INTERVAL_S * 1000000;
@@ -407,9 +407,11 @@ int main(int argc, char **argv)
 		int sig = sigtimedwait(&sigs, NULL, &tick);
 		if (wd_usec)
 			sd_notify(0, "WATCHDOG=1");
-		if (!recovered)
-			recovered = recover_async(cache, instance, front,
-						  gw_cache_state(cache) == GW_CACHE_UP);
+		if (cache && gw_cache_state(cache) == GW_CACHE_UP) {
+			if (!recovered)
+				recovered = recover_async(cache, instance, front, true);
+			gw_async_retry(cache);
+		}
 		if (gw_now_us() >= next_save) {
 			save_ledger(ledger, cache, conf);
 			next_save = gw_now_us() + (int64_t)SAVE_INTERVAL_S * 1000000;
@@ -432,7 +434,10 @@ out:
 	gw_front_stop(front);
 	gw_workers_free(workers);
 	gw_sched_free(sched);
+	if (cache && gw_cache_state(cache) == GW_CACHE_UP)
+		gw_async_retry(cache);
 	gw_cache_free(cache);
+	gw_async_cleanup();
 	gw_ledger_free(ledger);
 	gw_workers_global_cleanup();
 	gw_config_unref(conf);

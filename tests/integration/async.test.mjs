@@ -67,6 +67,23 @@ test('X-Async with stream is refused with a 400 naming the header', async () => 
   assert.equal(errorOf(res).param, 'X-Async');
 });
 
+test('a result finished while Redis was stalled is written once Redis is back', async () => {
+  const res = await gw.chat(chatBody('finish during the stall @fake:delay_ms=700'), { 'X-Async': 'true' });
+  assert.equal(res.status, 202);
+  const loc = res.headers.get('location');
+  await waitFor('the job reached the provider', async () => (await fake.requests()).some((r) => JSON.stringify(r.body).includes('finish during the stall')));
+  redis.proc.kill('SIGSTOP');
+  try {
+    // The job finishes while Redis does not answer: its write must not be lost.
+    await waitFor('the job answered upstream', async () => (await fake.requests()).some((r) => JSON.stringify(r.body).includes('finish during the stall') && r.finish_ms));
+    await waitFor('the gateway saw Redis down', async () => (await (await fetch(`${gw.url}/ready`)).json()).redis === 'down', { timeoutMs: 5000 });
+  } finally {
+    redis.proc.kill('SIGCONT');
+  }
+  const done = await waitFor('the result after the stall', async () => { const p = await poll(gw, loc); return p.status === 200 ? p : null; }, { timeoutMs: 10000 });
+  assert.equal(done.json.choices[0].message.content, 'Echo: finish during the stall');
+});
+
 test('a pending job survives a restart and completes', async () => {
   // The first gateway's provider is slow for this job: it is still in flight
   // when the grace period (0.3 s) ends; the next start resumes it.
