@@ -36,9 +36,12 @@ struct gw_sched {
 	struct gw_queue q;
 	struct gw_limiter lim[GW_PROV_COUNT];
 	unsigned live;
+	int64_t sleep_until_us;    /* the thread's timed wait; 0 while it runs a pass */
 	int64_t next_sweep_us;
 	int64_t next_deadline_us;  /* earliest deadline among queued jobs */
 };
+
+static void pass_and_unlock(struct gw_sched *s, int64_t now);
 
 static struct gw_job *job_of(struct gw_qnode *n)
 {
@@ -124,7 +127,10 @@ int gw_sched_submit(struct gw_sched *s, struct gw_job *job, struct gw_error *err
 	if (job->deadline_us && job->deadline_us < s->next_deadline_us)
 		s->next_deadline_us = job->deadline_us;
 	s->live++;
-	pthread_cond_signal(&s->cond);
+	if (s->started) {
+		pass_and_unlock(s, now);
+		return 0;
+	}
 out:
 	pthread_mutex_unlock(&s->lock);
 	return rc;
@@ -301,6 +307,34 @@ static void finish_list(struct gw_sched *s, struct joblist *done)
 	}
 }
 
+static void run_lists(struct gw_sched *s, struct joblist *run, struct joblist *done)
+{
+	for (struct gw_job *j = run->head, *nx; j; j = nx) {
+		nx = j->wnext;
+		gw_workers_dispatch(s->workers, j);
+	}
+	finish_list(s, done);
+}
+
+/*
+ * A dispatch pass on the caller's thread (submit, or a worker that just
+ * freed a slot): the common case, capacity at hand, needs no hop through
+ * the dispatch thread. That thread is woken only when what is left waits
+ * for a time earlier than the one it sleeps until. Called with the lock
+ * held; returns with it released.
+ */
+static void pass_and_unlock(struct gw_sched *s, int64_t now)
+{
+	struct joblist run = { 0 }, done = { 0 };
+	int64_t wake = dispatch_pass(s, now, &run, &done);
+	if (s->sleep_until_us != 0 && wake < s->sleep_until_us)
+		pthread_cond_signal(&s->cond);
+	pthread_mutex_unlock(&s->lock);
+	run_lists(s, &run, &done);
+}
+
+/* The dispatch thread: timed events (token refills, cooldown ends, aging,
+ * deadlines) and whatever the inline passes leave to it. */
 static void *sched_main(void *arg)
 {
 	struct gw_sched *s = arg;
@@ -311,16 +345,13 @@ static void *sched_main(void *arg)
 		int64_t wake = dispatch_pass(s, now, &run, &done);
 		if (run.head || done.head) {
 			pthread_mutex_unlock(&s->lock);
-			for (struct gw_job *j = run.head, *nx; j; j = nx) {
-				nx = j->wnext;
-				gw_workers_dispatch(s->workers, j);
-			}
-			finish_list(s, &done);
+			run_lists(s, &run, &done);
 			pthread_mutex_lock(&s->lock);
 			continue;
 		}
 		if (wake <= now)
 			continue;
+		s->sleep_until_us = wake;
 		if (wake == INT64_MAX) {
 			pthread_cond_wait(&s->cond, &s->lock);
 		} else {
@@ -328,6 +359,7 @@ static void *sched_main(void *arg)
 					       .tv_nsec = (wake % 1000000) * 1000 };
 			pthread_cond_timedwait(&s->cond, &s->lock, &ts);
 		}
+		s->sleep_until_us = 0;
 	}
 	pthread_mutex_unlock(&s->lock);
 	return NULL;
@@ -358,8 +390,11 @@ void gw_sched_attempt_end(struct gw_sched *s, struct gw_job *job, bool retry,
 		job->t_queued_us = now;
 		gw_queue_push_front(&s->q, &job->qn, job->prio, now);
 	}
-	pthread_cond_signal(&s->cond);
-	pthread_mutex_unlock(&s->lock);
+	/* The freed slot (or the retry) may let queued work go right now. */
+	if (s->q.total > 0)
+		pass_and_unlock(s, now);
+	else
+		pthread_mutex_unlock(&s->lock);
 	if (!retry)
 		gw_sched_finish(s, job);
 }
