@@ -41,6 +41,8 @@ int gw_hdr_bool(const char *name, const char *v, bool *out, struct gw_error *err
 /* A validated chat completion request. */
 struct gw_chat {
 	void *root;             /* json_t object, owned */
+	char *raw;              /* the body as received, owned; NULL once the model changed */
+	size_t raw_len;
 	const char *model;      /* points into root */
 	bool stream;
 	bool include_usage;     /* stream_options.include_usage */

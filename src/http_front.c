@@ -273,6 +273,7 @@ static enum MHD_Result answer_stats(struct conn *c)
 	return send_body(c->mc, 200, body, strlen(body), ctype, NULL, NULL);
 }
 
+
 /*
  * GET /dashboard and /dashboard/chart.js: static bytes compiled in. The
  * page holds no data (it reads /stats, which the admin key guards), so
@@ -883,7 +884,8 @@ static enum MHD_Result submit_chat(struct conn *c)
 	if (gw_chat_parse(c->body.data, c->body.len, &job->chat, &err) < 0)
 		return send_error(c, &err, job->id);
 	job->prompt_chars = c->body.len;
-	gw_buf_free(&c->body);
+	/* Kept: an upstream that takes the request as sent gets these bytes. */
+	job->chat.raw = gw_buf_steal(&c->body, &job->chat.raw_len);
 	if (strcmp(job->chat.model, "default") == 0) {
 		const struct gw_service_conf *svc = gw_config_service(c->conf, job->service);
 		const char *m = svc && svc->model ? svc->model : c->conf->default_model;
@@ -1153,6 +1155,9 @@ struct gw_front *gw_front_start(const struct gw_front_opts *opts)
 				MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss,
 				MHD_OPTION_CONNECTION_LIMIT, (unsigned)opts->conf->max_connections,
 				MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)300,
+				/* Headers and the read buffer; bodies are copied out. A
+				 * waiting request should cost kilobytes, not MHD's 32 KiB. */
+				MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)(16 * 1024),
 				MHD_OPTION_LISTEN_BACKLOG_SIZE, (unsigned)4096,
 				MHD_OPTION_NOTIFY_COMPLETED, on_completed, f,
 				MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, NULL, MHD_OPTION_END);

@@ -32,7 +32,18 @@ int gw_openai_build(const struct gw_provider_conf *pc, enum gw_provider_id id,
 {
 	(void)err;
 	int rc = -ENOMEM;
-	json_t *root = json_copy((json_t *)chat->root); /* shallow: values are shared */
+	json_t *root = NULL;
+	if (!chat->stream && chat->raw && strcmp(upstream_model, chat->model) == 0) {
+		/* The provider takes the request exactly as the client sent it. */
+		out->body = malloc(chat->raw_len + 1);
+		if (!out->body)
+			goto out;
+		memcpy(out->body, chat->raw, chat->raw_len);
+		out->body[chat->raw_len] = '\0';
+		out->body_len = chat->raw_len;
+		goto headers;
+	}
+	root = json_copy((json_t *)chat->root); /* shallow: values are shared */
 	if (!root)
 		goto out;
 	if (json_object_set_new(root, "model", json_string(upstream_model)) < 0)
@@ -48,6 +59,7 @@ int gw_openai_build(const struct gw_provider_conf *pc, enum gw_provider_id id,
 	if (!out->body)
 		goto out;
 	out->body_len = strlen(out->body);
+headers:
 	if (asprintf(&out->url, "%s/chat/completions", pc->url) < 0) {
 		out->url = NULL;
 		goto out;

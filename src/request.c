@@ -328,6 +328,9 @@ int gw_chat_set_model(struct gw_chat *chat, const char *model)
 {
 	if (json_object_set_new(chat->root, "model", json_string(model)) < 0)
 		return -ENOMEM;
+	free(chat->raw);
+	chat->raw = NULL;
+	chat->raw_len = 0;
 	chat->model = json_string_value(json_object_get(chat->root, "model"));
 	return 0;
 }
@@ -337,5 +340,8 @@ void gw_chat_free(struct gw_chat *chat)
 	if (chat->root)
 		json_decref((json_t *)chat->root);
 	chat->root = NULL;
+	free(chat->raw);
+	chat->raw = NULL;
+	chat->raw_len = 0;
 	chat->model = NULL;
 }
