@@ -1156,8 +1156,9 @@ struct gw_front *gw_front_start(const struct gw_front_opts *opts)
 				MHD_OPTION_CONNECTION_LIMIT, (unsigned)opts->conf->max_connections,
 				MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)300,
 				/* Headers and the read buffer; bodies are copied out. A
-				 * waiting request should cost kilobytes, not MHD's 32 KiB. */
-				MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)(16 * 1024),
+				 * waiting request should cost kilobytes, not MHD's 32 KiB; 8 KiB
+				 * of headers is what nginx allows too. */
+				MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)(8 * 1024),
 				MHD_OPTION_LISTEN_BACKLOG_SIZE, (unsigned)4096,
 				MHD_OPTION_NOTIFY_COMPLETED, on_completed, f,
 				MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, NULL, MHD_OPTION_END);
