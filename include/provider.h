@@ -91,6 +91,13 @@ void gw_anthropic_parse(int http_status, const char *body, size_t len, const cha
 const char *gw_anthropic_finish_reason(const char *stop_reason);
 const char *gw_anthropic_error_type(const char *anthropic_type);
 
+/*
+ * Reads an OpenAI usage object (a json_t *) into u: prompt and completion
+ * tokens, and OpenRouter's usage.cost in dollars when present. Fields that
+ * are missing or out of range are left as they were.
+ */
+void gw_openai_read_usage(const void *usage_json, struct gw_usage *u);
+
 /* True for statuses that send the job to the next provider. */
 bool gw_status_retryable(int status);
 

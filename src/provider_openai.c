@@ -83,10 +83,9 @@ out:
 	return rc;
 }
 
-/* Reads usage {prompt_tokens, completion_tokens, cost} if present. */
-void gw_openai_read_usage(json_t *usage, struct gw_usage *u);
-void gw_openai_read_usage(json_t *usage, struct gw_usage *u)
+void gw_openai_read_usage(const void *usage_json, struct gw_usage *u)
 {
+	json_t *usage = (json_t *)usage_json;
 	if (!json_is_object(usage))
 		return;
 	json_t *p = json_object_get(usage, "prompt_tokens");
@@ -96,7 +95,7 @@ void gw_openai_read_usage(json_t *usage, struct gw_usage *u)
 		u->prompt_tokens = json_integer_value(p);
 	if (json_is_integer(c) && json_integer_value(c) >= 0)
 		u->completion_tokens = json_integer_value(c);
-	if (json_is_number(cost) && json_number_value(cost) >= 0) {
+	if (json_is_number(cost) && json_number_value(cost) >= 0 && json_number_value(cost) < 1e6) {
 		u->has_cost = true;
 		u->cost = (gw_pusd)llround(json_number_value(cost) * (double)GW_PUSD_PER_USD);
 	}

@@ -18,7 +18,6 @@
 
 #include <errno.h>
 #include <jansson.h>
-#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -114,23 +113,6 @@ static int fail_invalid(struct gw_sse_xlate *x, struct gw_buf *out)
 
 /* ---- OpenAI dialect ---------------------------------------------------- */
 
-static void openai_usage(struct gw_usage *u, json_t *usage)
-{
-	if (!json_is_object(usage))
-		return;
-	json_t *p = json_object_get(usage, "prompt_tokens");
-	json_t *c = json_object_get(usage, "completion_tokens");
-	json_t *cost = json_object_get(usage, "cost");
-	if (json_is_integer(p) && json_integer_value(p) >= 0)
-		u->prompt_tokens = json_integer_value(p);
-	if (json_is_integer(c) && json_integer_value(c) >= 0)
-		u->completion_tokens = json_integer_value(c);
-	if (json_is_number(cost) && json_number_value(cost) >= 0 && json_number_value(cost) < 1e6) {
-		u->has_cost = true;
-		u->cost = (gw_pusd)llround(json_number_value(cost) * (double)GW_PUSD_PER_USD);
-	}
-}
-
 /* An upstream error member (object or string) in the OpenAI error shape. */
 static int openai_error(struct gw_sse_xlate *x, struct gw_buf *out, json_t *e)
 {
@@ -175,7 +157,7 @@ static int openai_event(struct gw_sse_xlate *x, const char *d, size_t n, struct 
 		goto out;
 	}
 	json_t *usage = json_object_get(j, "usage");
-	openai_usage(&x->usage, usage);
+	gw_openai_read_usage(usage, &x->usage);
 	/* The gateway always asks for usage; the client may not have. */
 	bool usage_only =
 		json_array_size(json_object_get(j, "choices")) == 0 && json_is_object(usage);
