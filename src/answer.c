@@ -92,6 +92,16 @@ static void merge_tool_call(json_t *calls, json_t *d)
 	}
 }
 
+/* A static copy of a finish reason (the chunk holding it is freed). */
+static const char *finish_reason(const char *fr)
+{
+	static const char *const known[] = { "length", "tool_calls", "content_filter" };
+	for (size_t i = 0; i < sizeof(known) / sizeof(known[0]); i++)
+		if (strcmp(fr, known[i]) == 0)
+			return known[i];
+	return "stop";
+}
+
 char *gw_answer_from_sse(const char *sse, size_t len, size_t *outlen)
 {
 	struct gw_buf text;
@@ -137,10 +147,7 @@ char *gw_answer_from_sse(const char *sse, size_t len, size_t *outlen)
 						merge_tool_call(calls, tc);
 					const char *fr = json_string_value(json_object_get(c0, "finish_reason"));
 					if (fr)
-						finish = fr == NULL ? NULL : (strcmp(fr, "length") == 0 ? "length"
-									  : strcmp(fr, "tool_calls") == 0 ? "tool_calls"
-									  : strcmp(fr, "content_filter") == 0 ? "content_filter"
-									  : "stop");
+						finish = finish_reason(fr);
 				}
 				json_decref(ch);
 			}

@@ -15,6 +15,7 @@ Suite *anthropic_suite(void);
 Suite *sse_suite(void);
 Suite *ledger_suite(void);
 Suite *cache_suite(void);
+Suite *answer_suite(void);
 
 int main(void)
 {
@@ -26,6 +27,7 @@ int main(void)
 	srunner_add_suite(sr, sse_suite());
 	srunner_add_suite(sr, ledger_suite());
 	srunner_add_suite(sr, cache_suite());
+	srunner_add_suite(sr, answer_suite());
 	srunner_run_all(sr, CK_NORMAL);
 	int run = srunner_ntests_run(sr);
 	int failed = srunner_ntests_failed(sr);

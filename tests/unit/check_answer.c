@@ -1,0 +1,168 @@
+/*
+ * check_answer.c - cache envelopes, a stream assembled into a completion
+ * and a completion replayed as a stream, and async record parsing.
+ */
+#include <check.h>
+#include <errno.h>
+#include <jansson.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "answer.h"
+#include "async.h"
+
+static const char completion[] =
+	"{\"id\":\"chatcmpl-1\",\"object\":\"chat.completion\",\"created\":7,\"model\":\"m\","
+	"\"choices\":[{\"index\":0,\"message\":{\"role\":\"assistant\",\"content\":\"Hello there\"},"
+	"\"finish_reason\":\"stop\"}],\"usage\":{\"prompt_tokens\":3,\"completion_tokens\":2,"
+	"\"total_tokens\":5}}";
+
+START_TEST(envelope_round_trip)
+{
+	struct gw_usage u = { .prompt_tokens = 3, .completion_tokens = 2 };
+	size_t len, clen;
+	char *env = gw_answer_pack(completion, strlen(completion), &u, 1650000, &len);
+	ck_assert_ptr_nonnull(env);
+	char *back;
+	struct gw_usage u2;
+	gw_pusd cost;
+	ck_assert_int_eq(gw_answer_unpack(env, len, &back, &clen, &u2, &cost), 0);
+	ck_assert_int_eq(cost, 1650000);
+	ck_assert_int_eq(u2.prompt_tokens, 3);
+	ck_assert_int_eq(u2.completion_tokens, 2);
+	json_t *a = json_loads(completion, 0, NULL), *b = json_loads(back, 0, NULL);
+	ck_assert(json_equal(a, b));
+	json_decref(a);
+	json_decref(b);
+	free(back);
+	free(env);
+	/* Not JSON, wrong version, negative cost: refused. */
+	ck_assert_ptr_null(gw_answer_pack("nope", 4, &u, 0, &len));
+	const char *bad[] = { "{}", "{\"v\":2,\"completion\":{},\"usage\":{\"prompt_tokens\":1,"
+				    "\"completion_tokens\":1},\"cost_pusd\":0}",
+			      "{\"v\":1,\"completion\":{},\"usage\":{\"prompt_tokens\":1,"
+			      "\"completion_tokens\":1},\"cost_pusd\":-1}" };
+	for (unsigned i = 0; i < 3; i++)
+		ck_assert_int_eq(gw_answer_unpack(bad[i], strlen(bad[i]), &back, &clen, &u2, &cost),
+				 -EINVAL);
+}
+END_TEST
+
+static char *content_of(const char *completion_json)
+{
+	json_t *r = json_loads(completion_json, 0, NULL);
+	const char *c = json_string_value(json_object_get(
+		json_object_get(json_array_get(json_object_get(r, "choices"), 0), "message"), "content"));
+	char *out = c ? strdup(c) : NULL;
+	json_decref(r);
+	return out;
+}
+
+START_TEST(replay_then_assemble)
+{
+	size_t sl, cl;
+	char *sse = gw_answer_to_sse(completion, strlen(completion), true, &sl);
+	ck_assert_ptr_nonnull(sse);
+	ck_assert_ptr_nonnull(strstr(sse, "\"role\":\"assistant\""));
+	ck_assert_ptr_nonnull(strstr(sse, "\"usage\""));
+	ck_assert(sl > 14 && strcmp(sse + sl - 14, "data: [DONE]\n\n") == 0);
+	char *again = gw_answer_from_sse(sse, sl, &cl);
+	ck_assert_ptr_nonnull(again);
+	char *text = content_of(again);
+	ck_assert_str_eq(text, "Hello there");
+	json_t *r = json_loads(again, 0, NULL);
+	ck_assert_int_eq(json_integer_value(json_object_get(json_object_get(r, "usage"),
+							   "completion_tokens")), 2);
+	ck_assert_str_eq(json_string_value(json_object_get(
+				 json_array_get(json_object_get(r, "choices"), 0), "finish_reason")),
+			 "stop");
+	json_decref(r);
+	free(text);
+	free(again);
+	free(sse);
+	/* Without include_usage there is no usage chunk. */
+	sse = gw_answer_to_sse(completion, strlen(completion), false, &sl);
+	ck_assert_ptr_null(strstr(sse, "\"usage\""));
+	free(sse);
+}
+END_TEST
+
+START_TEST(assemble_pieces_and_tool_calls)
+{
+	const char sse[] =
+		"data: {\"id\":\"c\",\"created\":1,\"model\":\"m\",\"choices\":[{\"index\":0,\"delta\":"
+		"{\"role\":\"assistant\",\"content\":\"\"}}]}\n\n"
+		"data: {\"id\":\"c\",\"choices\":[{\"index\":0,\"delta\":{\"content\":\"Hel\"}}]}\n\n"
+		"data: {\"id\":\"c\",\"choices\":[{\"index\":0,\"delta\":{\"content\":\"lo\"}}]}\n\n"
+		"data: {\"id\":\"c\",\"choices\":[{\"index\":0,\"delta\":{\"tool_calls\":[{\"index\":0,"
+		"\"id\":\"call_1\",\"type\":\"function\",\"function\":{\"name\":\"f\",\"arguments\":\"\"}}]}}]}\n\n"
+		"data: {\"id\":\"c\",\"choices\":[{\"index\":0,\"delta\":{\"tool_calls\":[{\"index\":0,"
+		"\"function\":{\"arguments\":\"{\\\"q\\\":1}\"}}]}}]}\n\n"
+		"data: {\"id\":\"c\",\"choices\":[{\"index\":0,\"delta\":{},\"finish_reason\":\"tool_calls\"}]}\n\n"
+		"data: [DONE]\n\n";
+	size_t cl;
+	char *c = gw_answer_from_sse(sse, strlen(sse), &cl);
+	ck_assert_ptr_nonnull(c);
+	json_t *r = json_loads(c, 0, NULL);
+	json_t *msg = json_object_get(json_array_get(json_object_get(r, "choices"), 0), "message");
+	ck_assert_str_eq(json_string_value(json_object_get(msg, "content")), "Hello");
+	json_t *call = json_array_get(json_object_get(msg, "tool_calls"), 0);
+	ck_assert_str_eq(json_string_value(json_object_get(call, "id")), "call_1");
+	json_t *fn = json_object_get(call, "function");
+	ck_assert_str_eq(json_string_value(json_object_get(fn, "name")), "f");
+	ck_assert_str_eq(json_string_value(json_object_get(fn, "arguments")), "{\"q\":1}");
+	json_decref(r);
+	free(c);
+	/* A stream without [DONE], or with an error event, is never assembled. */
+	const char cut[] = "data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"x\"}}]}\n\n";
+	ck_assert_ptr_null(gw_answer_from_sse(cut, strlen(cut), &cl));
+	const char err[] = "data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"x\"}}]}\n\n"
+			   "data: {\"error\":{\"message\":\"boom\"}}\n\ndata: [DONE]\n\n";
+	ck_assert_ptr_null(gw_answer_from_sse(err, strlen(err), &cl));
+}
+END_TEST
+
+START_TEST(async_ids_and_records)
+{
+	char id[GW_ASYNC_ID_MAX], id2[GW_ASYNC_ID_MAX];
+	gw_async_new_id(id);
+	gw_async_new_id(id2);
+	ck_assert(gw_async_id_valid(id));
+	ck_assert_str_ne(id, id2);
+	ck_assert(!gw_async_id_valid("areq_XYZ"));
+	ck_assert(!gw_async_id_valid("areq_../../../../../../../../../etc"));
+	ck_assert(!gw_async_id_valid("req_00000000000000000000000000000000"));
+
+	struct gw_async_record r;
+	const char queued[] = "{\"v\":1,\"status\":\"queued\",\"service\":\"batch\",\"priority\":\"LOW\","
+			      "\"request\":{\"model\":\"m\",\"messages\":[]}}";
+	ck_assert_int_eq(gw_async_parse(queued, strlen(queued), &r), 0);
+	ck_assert(!r.done);
+	ck_assert_str_eq(r.service, "batch");
+	ck_assert_int_eq(r.prio, GW_PRIO_LOW);
+	ck_assert_str_eq(r.request, "{\"model\":\"m\",\"messages\":[]}");
+	gw_async_record_free(&r);
+	const char done[] = "{\"v\":1,\"status\":\"done\",\"http_status\":502,\"body\":\"{}\"}";
+	ck_assert_int_eq(gw_async_parse(done, strlen(done), &r), 0);
+	ck_assert(r.done);
+	ck_assert_int_eq(r.http_status, 502);
+	ck_assert_str_eq(r.body, "{}");
+	gw_async_record_free(&r);
+	ck_assert_int_eq(gw_async_parse("{\"status\":\"weird\"}", 18, &r), -EINVAL);
+	ck_assert_int_eq(gw_async_parse("[", 1, &r), -EINVAL);
+}
+END_TEST
+
+Suite *answer_suite(void);
+Suite *answer_suite(void)
+{
+	Suite *s = suite_create("answer");
+	TCase *tc = tcase_create("core");
+	tcase_set_timeout(tc, 5);
+	tcase_add_test(tc, envelope_round_trip);
+	tcase_add_test(tc, replay_then_assemble);
+	tcase_add_test(tc, assemble_pieces_and_tool_calls);
+	tcase_add_test(tc, async_ids_and_records);
+	suite_add_tcase(s, tc);
+	return s;
+}
