@@ -38,7 +38,7 @@ endif
 # Listed, not globbed: a file joins the build when it is wired in.
 SRCS     := $(addprefix src/,main.c log.c buf.c names.c config.c request.c job.c queue.c \
 	      limiter.c scheduler.c worker.c provider.c provider_openai.c \
-	      provider_anthropic.c sse.c answer.c ledger.c stats.c cache.c async.c \
+	      provider_anthropic.c sse.c answer.c ledger.c stats.c cache.c async.c pipeline.c \
 	      http_front.c dashboard.c)
 OBJS     := $(SRCS:src/%.c=$(BUILD)/%.o) $(BUILD)/assets.o
 LIB_OBJS := $(filter-out $(BUILD)/main.o,$(OBJS))

@@ -32,17 +32,16 @@
 #include <sys/random.h>
 #include <unistd.h>
 
-#include "answer.h"
 #include "async.h"
 #include "cache.h"
 #include "dashboard.h"
 #include "job.h"
 #include "ledger.h"
 #include "log.h"
+#include "pipeline.h"
 #include "request.h"
 #include "scheduler.h"
 #include "stats.h"
-#include "worker.h"
 
 enum conn_state {
 	CONN_HEADERS = 0,
@@ -68,12 +67,8 @@ enum route {
 
 struct gw_front {
 	struct MHD_Daemon *d;
-	struct gw_sched *sched;
-	struct gw_ledger *ledger;
-	struct gw_cache *cache;
-	struct gw_workers *workers;
+	struct gw_pipeline *p;
 	const char *mode;
-	const char *instance;
 	int64_t started_us;
 	pthread_mutex_t conf_lock;
 	struct gw_config *conf;
@@ -219,7 +214,7 @@ static enum MHD_Result answer_ready(struct conn *c)
 {
 	struct gw_front *f = c->f;
 	struct gw_sched_snapshot snap;
-	gw_sched_snapshot(f->sched, &snap);
+	gw_sched_snapshot(f->p->sched, &snap);
 	json_t *provs = json_object();
 	bool ready = false;
 	for (unsigned i = 0; i < c->conf->n_order; i++) {
@@ -233,8 +228,8 @@ static enum MHD_Result answer_ready(struct conn *c)
 	}
 	if (atomic_load(&f->quiesced))
 		ready = false;
-	const char *redis = f->cache && c->conf->cache_enabled
-				    ? gw_cache_state_name(gw_cache_state(f->cache))
+	const char *redis = f->p->cache && c->conf->cache_enabled
+				    ? gw_cache_state_name(gw_cache_state(f->p->cache))
 				    : "disabled";
 	return send_json(c, ready ? 200 : 503,
 			 json_pack("{s:b, s:o, s:s}", "ready", ready, "providers", provs, "redis",
@@ -251,12 +246,12 @@ static enum MHD_Result answer_stats(struct conn *c)
 	const char *fmt = MHD_lookup_connection_value(c->mc, MHD_GET_ARGUMENT_KIND, "format");
 	char *body;
 	const char *ctype;
-	gw_sched_snapshot(f->sched, &snap);
+	gw_sched_snapshot(f->p->sched, &snap);
 	if (c->route == ROUTE_METRICS) {
-		body = gw_stats_metrics(f->ledger, c->conf, &snap, up);
+		body = gw_stats_metrics(f->p->ledger, c->conf, &snap, up);
 		ctype = "text/plain; version=0.0.4; charset=utf-8";
 	} else if (fmt && strcmp(fmt, "csv") == 0) {
-		body = gw_stats_csv(f->ledger);
+		body = gw_stats_csv(f->p->ledger);
 		ctype = "text/csv; charset=utf-8";
 	} else if (fmt && strcmp(fmt, "json") != 0) {
 		struct gw_error err;
@@ -264,7 +259,7 @@ static enum MHD_Result answer_stats(struct conn *c)
 			     "format must be json or csv; got '%.32s'", fmt);
 		return send_error(c, &err, NULL);
 	} else {
-		body = gw_stats_json(f->ledger, c->conf, &snap, up);
+		body = gw_stats_json(f->p->ledger, c->conf, &snap, up);
 		ctype = "application/json";
 	}
 	if (!body)
@@ -325,183 +320,6 @@ static void conn_resume(void *arg)
 {
 	struct conn *c = arg;
 	MHD_resume_connection(c->mc);
-}
-
-/* Posts a budget alert to the configured webhook (Slack and Discord
- * both accept this shape). */
-static void post_alert(struct gw_front *f, const struct gw_config *conf, const char *msg)
-{
-	if (!conf->budget_webhook_url || !f->workers)
-		return;
-	json_t *o = json_pack("{s:s, s:s}", "text", msg, "content", msg);
-	char *body = o ? json_dumps(o, JSON_COMPACT) : NULL;
-	json_decref(o);
-	if (body)
-		gw_workers_post(f->workers, conf->budget_webhook_url, body);
-	free(body);
-}
-
-/* One ledger entry per answered chat request; budget holds settle here. */
-static void book(struct gw_front *f, struct gw_job *job)
-{
-	const struct gw_config *conf = job->conf;
-	bool priced = false;
-	bool stream_ok = !(job->started && job->stream_failed);
-	job->cost = job->cache_hit ? 0 : gw_ledger_price(conf, job->chat.model, &job->usage, &priced);
-	gw_ledger_settle(f->ledger, &job->resv, job->cost);
-	struct gw_ledger_entry e = {
-		.service = job->service,
-		.provider = job->cache_hit ? -1 : job->provider,
-		.model = job->chat.model,
-		.prio = job->prio,
-		.cache_hit = job->cache_hit,
-		.error = job->status >= 400 || !stream_ok,
-		.prompt_tokens = job->usage.prompt_tokens,
-		.completion_tokens = job->usage.completion_tokens,
-		.cost = job->cost,
-		.saved = job->saved,
-		.queue_us = job->queue_us,
-		.upstream_us = job->upstream_us,
-	};
-	gw_ledger_record(f->ledger, &e);
-	char msg[512];
-	while (gw_ledger_take_alert(f->ledger, conf, conf->budget_alert_percent / 100.0, msg,
-				    sizeof(msg))) {
-		gw_log_warnx("budget alert: %s", msg);
-		post_alert(f, conf, msg);
-	}
-}
-
-/* Stores a successful answer; a stream is stored once it completed. */
-static void store_answer(struct gw_front *f, struct gw_job *job)
-{
-	if (!job->cache_store || job->cache_hit || job->status != 200 || !f->cache)
-		return;
-	char *completion = NULL;
-	size_t clen = 0;
-	if (job->chat.stream) {
-		if (!job->started || job->stream_failed)
-			return;
-		completion = gw_answer_from_sse(job->record.data, job->record.len, &clen);
-	} else if (job->body) {
-		completion = job->body;
-		clen = job->body_len;
-	}
-	if (!completion)
-		return;
-	size_t elen;
-	char *env = gw_answer_pack(completion, clen, &job->usage, job->cost, &elen);
-	if (env)
-		gw_cache_set(f->cache, job->cache_key, env, elen, job->cache_ttl_s);
-	free(env);
-	if (completion != job->body)
-		free(completion);
-}
-
-static void access_log(const struct gw_job *job)
-{
-	char cost[32];
-	gw_ledger_format_usd(job->cost, cost, sizeof(cost));
-	json_t *o = json_pack(
-		"{s:s, s:s, s:s, s:s, s:s, s:s, s:i, s:b, s:I, s:I, s:s, s:I, s:I}", "id", job->id,
-		"service", job->service, "priority", gw_priority_name(job->prio), "provider",
-		job->provider >= 0 && !job->cache_hit ? gw_provider_name((enum gw_provider_id)job->provider)
-						      : "none",
-		"model", job->chat.model ? job->chat.model : "", "cache", job->x_cache, "status",
-		job->status, "stream", job->chat.stream, "prompt_tokens",
-		(json_int_t)job->usage.prompt_tokens, "completion_tokens",
-		(json_int_t)job->usage.completion_tokens, "cost_usd", cost, "queue_ms",
-		(json_int_t)(job->queue_us / 1000), "upstream_ms", (json_int_t)(job->upstream_us / 1000));
-	char *line = o ? json_dumps(o, JSON_COMPACT) : NULL;
-	json_decref(o);
-	if (line)
-		gw_log_access(line);
-	free(line);
-}
-
-/* Runs once per admitted job, on whatever thread finished it. */
-static void job_done(struct gw_job *job, void *arg)
-{
-	struct gw_front *f = arg;
-	book(f, job);
-	store_answer(f, job);
-	access_log(job);
-	if (job->is_async) {
-		/* A job cut off by shutdown stays pending: the next start resumes it. */
-		if (job->status == 503 && atomic_load(&f->quiesced))
-			gw_log_info("async %s left pending for the next start", job->async_id);
-		else
-			gw_async_complete(f->cache, f->instance, job, job->async_id,
-					  job->conf->async_retention_s);
-	}
-	gw_job_wake(job);
-}
-
-/* Answers a job that never reached the scheduler (refused at admission). */
-static void finish_refused(struct gw_job *job, const struct gw_error *err)
-{
-	gw_job_set_error(job, err);
-	gw_job_finish(job);
-}
-
-/* After the cache: hold the budget estimate, then queue. */
-static void admit(struct gw_front *f, struct gw_job *job)
-{
-	const struct gw_config *conf = job->conf;
-	struct gw_error err;
-	char why[256];
-	int retry_after = 0;
-	gw_pusd est = gw_ledger_estimate(conf, job->chat.model, job->prompt_chars,
-					 job->chat.max_tokens);
-	bool allow_over = job->prio == GW_PRIO_CRITICAL && conf->budget_critical_exempt;
-	if (gw_ledger_reserve(f->ledger, conf, job->service, est, allow_over, &job->resv,
-			      &retry_after, why, sizeof(why)) < 0) {
-		gw_error_set(&err, 429, "rate_limit_exceeded", "budget_exceeded", NULL, "%s", why);
-		err.retry_after_s = retry_after > 0 ? retry_after : 1;
-		finish_refused(job, &err);
-		return;
-	}
-	if (gw_sched_submit(f->sched, job, &err) < 0)
-		finish_refused(job, &err);
-}
-
-/* The cache lookup's answer, on the cache thread (or the caller's). */
-static void on_cache(void *arg, enum gw_cache_result r, char *value, size_t len)
-{
-	struct gw_job *job = arg;
-	struct gw_front *f = job->done_arg;
-	char *completion = NULL;
-	size_t clen = 0;
-	struct gw_usage u;
-	gw_pusd cost = 0;
-	if (r == GW_CACHE_HIT &&
-	    gw_answer_unpack(value, len, &completion, &clen, &u, &cost) == 0) {
-		job->cache_hit = true;
-		job->x_cache = "HIT";
-		job->usage = u;
-		job->saved = cost;
-		job->status = 200;
-		if (job->chat.stream) {
-			size_t sl = 0;
-			char *sse = gw_answer_to_sse(completion, clen, job->chat.include_usage, &sl);
-			free(completion);
-			if (sse)
-				gw_job_stream_push(job, sse, sl, true, false);
-			free(sse);
-		} else {
-			job->body = completion;
-			job->body_len = clen;
-		}
-		gw_job_finish(job);
-	} else {
-		job->x_cache = r == GW_CACHE_BYPASS ? "BYPASS" : "MISS";
-		/* Redis is away: do not queue a write it will drop anyway. */
-		if (r == GW_CACHE_BYPASS)
-			job->cache_store = false;
-		admit(f, job);
-	}
-	free(value);
-	gw_job_unref(job);
 }
 
 /* Suspends the connection until the job wakes it. */
@@ -730,9 +548,6 @@ static int read_headers(struct conn *c, struct gw_error *err)
 	return 0;
 }
 
-static void lookup_or_admit(struct gw_front *f, struct gw_job *job, bool no_cache, bool no_store,
-			    const char *explicit_key);
-
 /* X-Async: record the job in Redis, answer 202 at once, run it detached. */
 static enum MHD_Result accept_async(struct conn *c)
 {
@@ -744,7 +559,7 @@ static enum MHD_Result accept_async(struct conn *c)
 			     "X-Async cannot be combined with \"stream\": true");
 		return send_error(c, &err, job->id);
 	}
-	if (gw_cache_state(f->cache) != GW_CACHE_UP) {
+	if (gw_cache_state(f->p->cache) != GW_CACHE_UP) {
 		gw_error_set(&err, 503, "service_unavailable", "async_unavailable", "X-Async",
 			     "async requests keep their results in Redis, which is unreachable; "
 			     "retry, or send the request without X-Async");
@@ -753,7 +568,7 @@ static enum MHD_Result accept_async(struct conn *c)
 	}
 	job->is_async = true;
 	gw_async_new_id(job->async_id);
-	gw_async_accept(f->cache, f->instance, job, job->async_id, c->conf->async_retention_s);
+	gw_async_accept(f->p->cache, f->p->instance, job, job->async_id, c->conf->async_retention_s);
 	size_t len;
 	char *body = gw_async_pending_body(job->async_id, &len);
 	char loc[96];
@@ -765,48 +580,10 @@ static enum MHD_Result accept_async(struct conn *c)
 	MHD_add_response_header(r, MHD_HTTP_HEADER_LOCATION, loc);
 	enum MHD_Result ret = MHD_queue_response(c->mc, 202, r);
 	MHD_destroy_response(r);
-	lookup_or_admit(f, job, c->no_cache, c->no_store, c->cache_key_hdr);
+	struct gw_cache_hints h = { c->no_cache, c->no_store,
+				    c->cache_key_hdr[0] ? c->cache_key_hdr : NULL };
+	gw_pipeline_run(f->p, job, &h);
 	return ret;
-}
-
-void gw_front_resume_async(struct gw_front *f, const char *id, const char *rec, size_t len)
-{
-	struct gw_async_record ar;
-	struct gw_error err;
-	if (gw_async_parse(rec, len, &ar) < 0 || ar.done) {
-		if (!ar.done)
-			gw_log_warnx("async %s: unreadable record, dropped", id);
-		gw_async_record_free(&ar);
-		return;
-	}
-	struct gw_config *conf = current_config(f);
-	struct gw_job *job = gw_job_new(conf);
-	if (!job)
-		goto out;
-	job->t_arrival_us = gw_now_us();
-	new_request_id(f, job->id);
-	snprintf(job->service, sizeof(job->service), "%s", ar.service);
-	job->prio = ar.prio;
-	if (conf->deadline_ms[job->prio] > 0)
-		job->deadline_us = job->t_arrival_us + (int64_t)conf->deadline_ms[job->prio] * 1000;
-	if (gw_chat_parse(ar.request, ar.request_len, &job->chat, &err) < 0) {
-		gw_log_warnx("async %s: stored request no longer valid: %s", id, err.message);
-		goto out;
-	}
-	job->prompt_chars = ar.request_len;
-	job->is_async = true;
-	snprintf(job->async_id, sizeof(job->async_id), "%s", id);
-	job->done = job_done;
-	job->done_arg = f;
-	job->wake = conn_resume;
-	/* Still owed: pending again until it finishes. */
-	gw_async_accept(f->cache, f->instance, job, id, conf->async_retention_s);
-	gw_log_info("async %s resumed (%s, %s)", id, job->service, gw_priority_name(job->prio));
-	lookup_or_admit(f, job, false, false, NULL);
-out:
-	gw_job_unref(job);
-	gw_config_unref(conf);
-	gw_async_record_free(&ar);
 }
 
 /* GET /v1/requests/{id}: the record arrives on the cache thread. */
@@ -829,7 +606,7 @@ static enum MHD_Result start_async_lookup(struct conn *c, const char *url)
 			     "no async request %.64s (unknown or expired)", id);
 		return send_error(c, &err, NULL);
 	}
-	if (gw_cache_state(c->f->cache) != GW_CACHE_UP) {
+	if (gw_cache_state(c->f->p->cache) != GW_CACHE_UP) {
 		gw_error_set(&err, 503, "service_unavailable", "async_unavailable", NULL,
 			     "async results live in Redis, which is unreachable; retry");
 		err.retry_after_s = 5;
@@ -840,7 +617,7 @@ static enum MHD_Result start_async_lookup(struct conn *c, const char *url)
 	gw_async_key(id, key, sizeof(key));
 	c->state = CONN_LOOKUP;
 	MHD_suspend_connection(c->mc);
-	gw_cache_get(c->f->cache, key, on_async_record, c);
+	gw_cache_get(c->f->p->cache, key, on_async_record, c);
 	return MHD_YES;
 }
 
@@ -892,8 +669,6 @@ static enum MHD_Result submit_chat(struct conn *c)
 		if (gw_chat_set_model(&job->chat, m) < 0)
 			return MHD_NO;
 	}
-	job->done = job_done;
-	job->done_arg = f;
 	job->wake = conn_resume;
 	if (c->async)
 		return accept_async(c);
@@ -903,34 +678,10 @@ static enum MHD_Result submit_chat(struct conn *c)
 	c->state = CONN_WAITING;
 	/* Suspend first: the job may finish on another thread right away. */
 	conn_suspend(c);
-	lookup_or_admit(f, job, c->no_cache, c->no_store, c->cache_key_hdr);
+	struct gw_cache_hints h = { c->no_cache, c->no_store,
+				    c->cache_key_hdr[0] ? c->cache_key_hdr : NULL };
+	gw_pipeline_run(f->p, job, &h);
 	return MHD_YES;
-}
-
-/* Cache lookup when it applies, else straight to admission. */
-static void lookup_or_admit(struct gw_front *f, struct gw_job *job, bool no_cache, bool no_store,
-			    const char *explicit_key)
-{
-	const struct gw_config *conf = job->conf;
-	if (f->cache && conf->cache_enabled && !no_store) {
-		char scope[GW_CACHE_SCOPE_MAX];
-		if (conf->cache_scope == GW_SCOPE_SERVICE)
-			snprintf(scope, sizeof(scope), "s:%s", job->service);
-		else if (conf->cache_scope == GW_SCOPE_KEY && job->key_name)
-			snprintf(scope, sizeof(scope), "k:%s", job->key_name);
-		else
-			snprintf(scope, sizeof(scope), "g");
-		if (gw_cache_key(&job->chat, explicit_key && explicit_key[0] ? explicit_key : NULL,
-				 scope, job->cache_key, sizeof(job->cache_key)) == 0) {
-			job->cache_store = true;
-			job->x_cache = "MISS";
-			if (!no_cache) {
-				gw_cache_get(f->cache, job->cache_key, on_cache, gw_job_ref(job));
-				return;
-			}
-		}
-	}
-	admit(f, job);
 }
 
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *mc, const char *url,
@@ -1128,12 +879,8 @@ struct gw_front *gw_front_start(const struct gw_front_opts *opts)
 	struct gw_front *f = calloc(1, sizeof(*f));
 	if (!f)
 		return NULL;
-	f->sched = opts->sched;
-	f->ledger = opts->ledger;
-	f->cache = opts->cache;
-	f->workers = opts->workers;
+	f->p = opts->pipeline;
 	f->mode = opts->mode;
-	f->instance = opts->instance ? opts->instance : "local";
 	f->started_us = gw_now_us();
 	pthread_mutex_init(&f->conf_lock, NULL);
 	f->conf = gw_config_ref(opts->conf);

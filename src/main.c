@@ -11,6 +11,7 @@
 #include <errno.h>
 #include <getopt.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -25,6 +26,7 @@
 #include "http_front.h"
 #include "ledger.h"
 #include "log.h"
+#include "pipeline.h"
 #include "scheduler.h"
 #include "worker.h"
 
@@ -238,19 +240,25 @@ static bool wait_cache_up(struct gw_cache *cache)
 	}
 }
 
+struct resume_ctx {
+	struct gw_pipeline *p;
+	struct gw_config *conf;
+};
+
 static void resume_one(void *arg, const char *id, const char *rec, size_t len)
 {
-	gw_front_resume_async(arg, id, rec, len);
+	struct resume_ctx *rc = arg;
+	gw_pipeline_resume_async(rc->p, rc->conf, id, rec, len);
 }
 
 /* Resumes the async jobs owed from before the last stop when Redis is up;
  * returns whether that happened. */
-static bool recover_async(struct gw_cache *cache, const char *instance, struct gw_front *front,
-			  bool up)
+static bool recover_async(struct gw_pipeline *p, struct gw_config *conf, bool up)
 {
 	if (!up)
 		return false;
-	unsigned n = gw_async_recover(cache, instance, resume_one, front);
+	struct resume_ctx rc = { p, conf };
+	unsigned n = gw_async_recover(p->cache, p->instance, resume_one, &rc);
 	if (n)
 		gw_log_info("resumed %u async request(s) accepted before the last stop", n);
 	return true;
@@ -377,9 +385,12 @@ int main(int argc, char **argv)
 	}
 	char instance[300];
 	instance_name(conf, instance, sizeof(instance));
-	struct gw_front_opts fo = { .conf = conf, .sched = sched, .ledger = ledger, .cache = cache,
-				    .workers = workers, .mode = o.demo ? "demo" : "normal",
-				    .instance = instance };
+	static struct gw_pipeline pipeline;
+	pipeline = (struct gw_pipeline){ .sched = sched, .ledger = ledger, .cache = cache,
+					 .workers = workers, .instance = instance };
+	atomic_init(&pipeline.draining, false);
+	struct gw_front_opts fo = { .conf = conf, .pipeline = &pipeline,
+				    .mode = o.demo ? "demo" : "normal" };
 	front = gw_front_start(&fo);
 	if (!front)
 		goto out;
@@ -393,7 +404,7 @@ int main(int argc, char **argv)
 		    conf->listen_port, conf->workers);
 	sd_notify(0, "READY=1");
 	/* Async jobs this instance still owes: now, or once Redis is up. */
-	bool recovered = !cache || recover_async(cache, instance, front, wait_cache_up(cache));
+	bool recovered = !cache || recover_async(&pipeline, conf, wait_cache_up(cache));
 
 	/* Under systemd's watchdog, ping at half its interval. */
 	uint64_t wd_usec = 0;
@@ -409,7 +420,7 @@ int main(int argc, char **argv)
 			sd_notify(0, "WATCHDOG=1");
 		if (cache && gw_cache_state(cache) == GW_CACHE_UP) {
 			if (!recovered)
-				recovered = recover_async(cache, instance, front, true);
+				recovered = recover_async(&pipeline, conf, true);
 			gw_async_retry(cache);
 		}
 		if (gw_now_us() >= next_save) {
@@ -427,6 +438,7 @@ int main(int argc, char **argv)
 		gw_log_info("signal %d: shutting down", sig);
 		break;
 	}
+	atomic_store(&pipeline.draining, true);
 	drain(conf, front, sched, workers);
 	save_ledger(ledger, cache, conf);
 	rc = 0;
