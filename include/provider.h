@@ -25,6 +25,9 @@ struct gw_upstream_req {
 
 void gw_upstream_req_free(struct gw_upstream_req *r);
 
+/* Adds "name: value"; -E2BIG past GW_UPSTREAM_MAX_HEADERS, or -ENOMEM. */
+int gw_upstream_req_add_header(struct gw_upstream_req *r, const char *name, const char *value);
+
 /* Token usage of one call, and the provider's own cost when it reported one. */
 struct gw_usage {
 	int64_t prompt_tokens;

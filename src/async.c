@@ -82,14 +82,22 @@ static void send_write(struct gw_cache *c, const char *const *argv, int argc)
 	gw_cache_exec(c, (const char *const *)w->argv, w->argvlen, argc, on_write, w);
 }
 
-void gw_async_cleanup(void)
+/* Takes the whole retry list. */
+static struct write *take_retries(unsigned *n)
 {
 	pthread_mutex_lock(&retry_mu);
 	struct write *w = retry_head;
-	unsigned n = retry_count;
+	*n = retry_count;
 	retry_head = NULL;
 	retry_count = 0;
 	pthread_mutex_unlock(&retry_mu);
+	return w;
+}
+
+void gw_async_cleanup(void)
+{
+	unsigned n;
+	struct write *w = take_retries(&n);
 	if (n)
 		gw_log_warnx("async: %u record write(s) never reached Redis", n);
 	while (w) {
@@ -101,12 +109,8 @@ void gw_async_cleanup(void)
 
 unsigned gw_async_retry(struct gw_cache *c)
 {
-	pthread_mutex_lock(&retry_mu);
-	struct write *w = retry_head;
-	unsigned n = retry_count;
-	retry_head = NULL;
-	retry_count = 0;
-	pthread_mutex_unlock(&retry_mu);
+	unsigned n;
+	struct write *w = take_retries(&n);
 	while (w) {
 		struct write *nx = w->next;
 		gw_cache_exec(c, (const char *const *)w->argv, w->argvlen, w->argc, on_write, w);

@@ -4,6 +4,8 @@
  */
 #include "provider.h"
 
+#include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -14,6 +16,17 @@ void gw_upstream_req_free(struct gw_upstream_req *r)
 		free(r->headers[i]);
 	free(r->body);
 	memset(r, 0, sizeof(*r));
+}
+
+int gw_upstream_req_add_header(struct gw_upstream_req *r, const char *name, const char *value)
+{
+	if (r->n_headers >= GW_UPSTREAM_MAX_HEADERS)
+		return -E2BIG;
+	char *h;
+	if (asprintf(&h, "%s: %s", name, value) < 0)
+		return -ENOMEM;
+	r->headers[r->n_headers++] = h;
+	return 0;
 }
 
 void gw_up_result_free(struct gw_up_result *r)

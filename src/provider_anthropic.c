@@ -35,17 +35,6 @@
 /* Image types the Messages API accepts in base64 sources. */
 static const char *const image_types[] = { "image/jpeg", "image/png", "image/gif", "image/webp" };
 
-static int add_header(struct gw_upstream_req *r, const char *name, const char *value)
-{
-	if (r->n_headers >= GW_UPSTREAM_MAX_HEADERS)
-		return -E2BIG;
-	char *h;
-	if (asprintf(&h, "%s: %s", name, value) < 0)
-		return -ENOMEM;
-	r->headers[r->n_headers++] = h;
-	return 0;
-}
-
 const char *gw_anthropic_finish_reason(const char *stop_reason)
 {
 	if (!stop_reason)
@@ -653,9 +642,9 @@ int gw_anthropic_build(const struct gw_provider_conf *pc, const struct gw_chat *
 		out->url = NULL;
 		goto out;
 	}
-	if (add_header(out, "x-api-key", pc->api_key ? pc->api_key : "") < 0 ||
-	    add_header(out, "anthropic-version", ANTHROPIC_VERSION) < 0 ||
-	    add_header(out, "content-type", "application/json") < 0)
+	if (gw_upstream_req_add_header(out, "x-api-key", pc->api_key ? pc->api_key : "") < 0 ||
+	    gw_upstream_req_add_header(out, "anthropic-version", ANTHROPIC_VERSION) < 0 ||
+	    gw_upstream_req_add_header(out, "content-type", "application/json") < 0)
 		goto out;
 	rc = 0;
 out:

@@ -15,17 +15,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-static int add_header(struct gw_upstream_req *r, const char *name, const char *value)
-{
-	if (r->n_headers >= GW_UPSTREAM_MAX_HEADERS)
-		return -E2BIG;
-	char *h;
-	if (asprintf(&h, "%s: %s", name, value) < 0)
-		return -ENOMEM;
-	r->headers[r->n_headers++] = h;
-	return 0;
-}
-
 int gw_openai_build(const struct gw_provider_conf *pc, enum gw_provider_id id,
 		    const struct gw_chat *chat, const char *upstream_model,
 		    struct gw_upstream_req *out, struct gw_error *err)
@@ -66,13 +55,13 @@ headers:
 	}
 	char auth[1024];
 	snprintf(auth, sizeof(auth), "Bearer %s", pc->api_key ? pc->api_key : "");
-	if (add_header(out, "Authorization", auth) < 0 ||
-	    add_header(out, "Content-Type", "application/json") < 0)
+	if (gw_upstream_req_add_header(out, "Authorization", auth) < 0 ||
+	    gw_upstream_req_add_header(out, "Content-Type", "application/json") < 0)
 		goto out;
 	if (id == GW_PROV_OPENROUTER) {
-		if (pc->referer && add_header(out, "HTTP-Referer", pc->referer) < 0)
+		if (pc->referer && gw_upstream_req_add_header(out, "HTTP-Referer", pc->referer) < 0)
 			goto out;
-		if (pc->title && add_header(out, "X-Title", pc->title) < 0)
+		if (pc->title && gw_upstream_req_add_header(out, "X-Title", pc->title) < 0)
 			goto out;
 	}
 	rc = 0;
