@@ -392,17 +392,26 @@ bad:
 /* ------------------------------------------------------------------ */
 /* Option parsers, one per kind of value.                             */
 
+/* An integer within the option's bounds (and at most cap), or why not. */
+static int bounded_int(const struct opt *o, const char *v, uint64_t cap, uint64_t *n, char *why,
+		       size_t whylen)
+{
+	if (parse_u64(v, n) < 0 || *n < o->min || *n > o->max || *n > cap) {
+		snprintf(why, whylen, "must be an integer %llu..%llu",
+			 (unsigned long long)o->min, (unsigned long long)o->max);
+		return -EINVAL;
+	}
+	return 0;
+}
+
 static int opt_uint(const struct opt *o, struct gw_config *c, void *base, const char *v,
 		    char *why, size_t whylen)
 {
 	uint64_t n;
 
 	(void)c;
-	if (parse_u64(v, &n) < 0 || n < o->min || n > o->max) {
-		snprintf(why, whylen, "must be an integer %llu..%llu",
-			 (unsigned long long)o->min, (unsigned long long)o->max);
+	if (bounded_int(o, v, UINT_MAX, &n, why, whylen) < 0)
 		return -EINVAL;
-	}
 	*FIELD(base, o, unsigned) = (unsigned)n;
 	return 0;
 }
@@ -413,11 +422,8 @@ static int opt_size(const struct opt *o, struct gw_config *c, void *base, const 
 	uint64_t n;
 
 	(void)c;
-	if (parse_u64(v, &n) < 0 || n < o->min || n > o->max) {
-		snprintf(why, whylen, "must be an integer %llu..%llu",
-			 (unsigned long long)o->min, (unsigned long long)o->max);
+	if (bounded_int(o, v, SIZE_MAX, &n, why, whylen) < 0)
 		return -EINVAL;
-	}
 	*FIELD(base, o, size_t) = (size_t)n;
 	return 0;
 }
@@ -429,11 +435,8 @@ static int opt_int(const struct opt *o, struct gw_config *c, void *base, const c
 	uint64_t n;
 
 	(void)c;
-	if (parse_u64(v, &n) < 0 || n < o->min || n > o->max || n > INT_MAX) {
-		snprintf(why, whylen, "must be an integer %llu..%llu",
-			 (unsigned long long)o->min, (unsigned long long)o->max);
+	if (bounded_int(o, v, INT_MAX, &n, why, whylen) < 0)
 		return -EINVAL;
-	}
 	*FIELD(base, o, int) = (int)n;
 	return 0;
 }
