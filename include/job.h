@@ -72,6 +72,7 @@ struct gw_job {
 	char *body;                     /* owned */
 	size_t body_len;
 	int retry_after_s;
+	bool no_retry;                  /* send x-should-retry: false */
 	struct gw_usage usage;
 	int64_t queue_us;               /* time spent queued, all attempts */
 	int64_t upstream_us;

@@ -18,6 +18,7 @@ struct gw_error {
 	const char *code;       /* "queue_full", ... or NULL (static) */
 	const char *param;      /* offending parameter or header, or NULL (static) */
 	int retry_after_s;      /* > 0: send Retry-After */
+	bool no_retry;          /* retrying soon cannot help: tell SDKs not to (x-should-retry) */
 	char message[512];
 };
 

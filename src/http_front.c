@@ -406,6 +406,9 @@ static enum MHD_Result answer_job(struct conn *c)
 		snprintf(num, sizeof(num), "%d", job->retry_after_s);
 		MHD_add_response_header(r, MHD_HTTP_HEADER_RETRY_AFTER, num);
 	}
+	/* The OpenAI SDKs honour this and do not retry by themselves. */
+	if (job->no_retry)
+		MHD_add_response_header(r, "x-should-retry", "false");
 	enum MHD_Result ret = MHD_queue_response(c->mc, (unsigned)job->status, r);
 	MHD_destroy_response(r);
 	return ret;

@@ -54,6 +54,7 @@ void gw_job_set_error(struct gw_job *job, const struct gw_error *err)
 	job->body = gw_error_body(err, &job->body_len);
 	job->status = err->status;
 	job->retry_after_s = err->retry_after_s;
+	job->no_retry = err->no_retry;
 }
 
 void gw_job_log_attempt(struct gw_job *job, const char *provider, const char *reason)

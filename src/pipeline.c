@@ -148,6 +148,8 @@ static void admit(struct gw_pipeline *p, struct gw_job *job)
 			      &retry_after, why, sizeof(why)) < 0) {
 		gw_error_set(&err, 429, "rate_limit_exceeded", "budget_exceeded", NULL, "%s", why);
 		err.retry_after_s = retry_after > 0 ? retry_after : 1;
+		/* The budget comes back at the end of the period, not in seconds. */
+		err.no_retry = true;
 		finish_refused(job, &err);
 		return;
 	}

@@ -27,6 +27,7 @@ void gw_error_set(struct gw_error *e, int status, const char *type, const char *
 	e->code = code;
 	e->param = param;
 	e->retry_after_s = 0;
+	e->no_retry = false;
 	va_start(ap, fmt);
 	vsnprintf(e->message, sizeof(e->message), fmt, ap);
 	va_end(ap);

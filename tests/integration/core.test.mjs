@@ -103,6 +103,7 @@ test('a full level answers 429 with Retry-After; other levels still admit', asyn
   assert.equal(full.status, 429, full.text);
   assert.equal(errorOf(full).code, 'queue_full');
   assert.match(full.headers.get('retry-after'), /^\d+$/);
+  assert.equal(full.headers.get('x-should-retry'), null, 'a full queue may be retried');
   const high = await gw.chat(chatBody('high'), { 'X-Priority': 'HIGH' });
   assert.equal(high.status, 200);
   for (const r of [await blocker, ...(await Promise.all(lows))]) assert.equal(r.status, 200);

@@ -163,6 +163,7 @@ test('budgets: one alert at the threshold, 429 at the limit, CRITICAL passes', a
   assert.ok(refused, 'the budget refused a call');
   const e = errorOf(refused);
   assert.equal(e.code, 'budget_exceeded');
+  assert.equal(refused.headers.get('x-should-retry'), 'false', 'SDKs are told not to retry a spent budget');
   const ra = Number(refused.headers.get('retry-after'));
   assert.ok(ra >= 1 && ra <= 86400, `Retry-After ${ra}`);
   const crit = await call(999, 'CRITICAL');
