@@ -1,7 +1,9 @@
 /*
- * scheduler.h - the scheduler: admission into the priority queues, and one
- * thread that hands queued jobs to workers when their provider has a
- * token and a free slot.
+ * scheduler.h - the scheduler: admission into the priority queues, and the
+ * dispatch of queued jobs to workers when their provider has a token and
+ * a free slot. Dispatch passes run on the thread that submits a job or
+ * frees a slot; the scheduler's own thread handles what waits for time
+ * (token refills, cooldown ends, aging, deadlines).
  *
  * Dispatch rule: jobs are considered in run order (queue.h). A job's
  * provider is the first in its fallback chain that has a key, maps the
