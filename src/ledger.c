@@ -1202,6 +1202,22 @@ static int hists_from_json(json_t *arr, struct gw_ledger_hist h[GW_LEDGER_PROV_S
 	return 0;
 }
 
+/* A breakdown with a fixed set of labels (providers, priorities). */
+static int fixed_counts_from_json(json_t *o, int (*slot_of)(const char *label),
+				  struct gw_ledger_counts *slots)
+{
+	const char *key;
+	json_t *v;
+	if (!json_is_object(o))
+		return -EINVAL;
+	json_object_foreach(o, key, v) {
+		int p = slot_of(key);
+		if (p < 0 || counts_from_json(v, &slots[p]))
+			return -EINVAL;
+	}
+	return 0;
+}
+
 static int state_from_json(json_t *root, struct state *st)
 {
 	json_t *o, *v;
@@ -1217,22 +1233,10 @@ static int state_from_json(json_t *root, struct state *st)
 	    budget_from_json(json_object_get(root, "global_budget"), &st->global))
 		return -EINVAL;
 
-	o = json_object_get(root, "providers");
-	if (!json_is_object(o))
+	if (fixed_counts_from_json(json_object_get(root, "providers"), provider_from_label,
+				   st->prov) ||
+	    fixed_counts_from_json(json_object_get(root, "priorities"), prio_from_label, st->prio))
 		return -EINVAL;
-	json_object_foreach(o, key, v) {
-		int p = provider_from_label(key);
-		if (p < 0 || counts_from_json(v, &st->prov[p]))
-			return -EINVAL;
-	}
-	o = json_object_get(root, "priorities");
-	if (!json_is_object(o))
-		return -EINVAL;
-	json_object_foreach(o, key, v) {
-		int p = prio_from_label(key);
-		if (p < 0 || counts_from_json(v, &st->prio[p]))
-			return -EINVAL;
-	}
 	o = json_object_get(root, "services");
 	if (!json_is_object(o) || json_object_size(o) > GW_LEDGER_MAX_SERVICES + 20000)
 		return -EINVAL;
