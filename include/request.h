@@ -38,6 +38,9 @@ int gw_hdr_service(const char *v, char out[GW_SERVICE_MAX + 1], struct gw_error 
 int gw_hdr_request_id(const char *v, char out[GW_REQUEST_ID_MAX + 1], struct gw_error *err);
 int gw_hdr_deadline_ms(const char *v, int64_t *out, struct gw_error *err);
 int gw_hdr_bool(const char *name, const char *v, bool *out, struct gw_error *err);
+int gw_hdr_cache_ttl(const char *v, unsigned *out, struct gw_error *err);
+/* Copies a valid X-Cache-Key into out (at most outsize - 1 characters). */
+int gw_hdr_cache_key(const char *v, char *out, size_t outsize, struct gw_error *err);
 
 /* A validated chat completion request. */
 struct gw_chat {

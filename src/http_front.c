@@ -507,33 +507,13 @@ static int read_headers(struct conn *c, struct gw_error *err)
 		job->prio = svc && svc->priority >= 0 ? (enum gw_priority)svc->priority : GW_PRIO_MEDIUM;
 	}
 	v = MHD_lookup_connection_value(mc, MHD_HEADER_KIND, "X-Cache-Key");
-	if (v) {
-		size_t n = strlen(v);
-		bool ok = n > 0 && n <= GW_CACHE_EXPLICIT_MAX;
-		for (size_t i = 0; ok && i < n; i++)
-			ok = v[i] > 0x20 && v[i] < 0x7f;
-		if (!ok) {
-			gw_error_set(err, 400, "invalid_request_error", "invalid_header", "X-Cache-Key",
-				     "X-Cache-Key must be 1-%d printable characters without blanks",
-				     GW_CACHE_EXPLICIT_MAX);
-			return -EINVAL;
-		}
-		memcpy(c->cache_key_hdr, v, n + 1);
-	}
+	if (v && gw_hdr_cache_key(v, c->cache_key_hdr, sizeof(c->cache_key_hdr), err) < 0)
+		return -EINVAL;
 	job->cache_ttl_s = svc && svc->cache_ttl_s > 0 ? (unsigned)svc->cache_ttl_s
 						     : c->conf->cache_ttl_s;
 	v = MHD_lookup_connection_value(mc, MHD_HEADER_KIND, "X-Cache-TTL");
-	if (v) {
-		char *end;
-		errno = 0;
-		unsigned long long ttl = strtoull(v, &end, 10);
-		if (errno || end == v || *end || v[0] == '-' || ttl < 1 || ttl > 2592000) {
-			gw_error_set(err, 400, "invalid_request_error", "invalid_header", "X-Cache-TTL",
-				     "X-Cache-TTL must be a number of seconds, 1-2592000; got '%.32s'", v);
-			return -EINVAL;
-		}
-		job->cache_ttl_s = (unsigned)ttl;
-	}
+	if (v && gw_hdr_cache_ttl(v, &job->cache_ttl_s, err) < 0)
+		return -EINVAL;
 	v = MHD_lookup_connection_value(mc, MHD_HEADER_KIND, MHD_HTTP_HEADER_CACHE_CONTROL);
 	if (v) {
 		c->no_store = strcasestr(v, "no-store") != NULL;

@@ -110,19 +110,54 @@ bad:
 	return bad_header(err, "X-Request-Id", "1-64 characters of A-Z a-z 0-9 _ . - :", v);
 }
 
-int gw_hdr_deadline_ms(const char *v, int64_t *out, struct gw_error *err)
+/* A decimal integer lo..hi, digits only. */
+static int bounded_uint(const char *v, unsigned long long lo, unsigned long long hi,
+			unsigned long long *out)
 {
 	char *end;
 	errno = 0;
 	if (!isdigit((unsigned char)v[0]))
-		goto bad;
+		return -EINVAL;
 	unsigned long long x = strtoull(v, &end, 10);
-	if (errno || *end != '\0' || x < 1 || x > 86400000ULL)
-		goto bad;
+	if (errno || *end != '\0' || x < lo || x > hi)
+		return -EINVAL;
+	*out = x;
+	return 0;
+}
+
+int gw_hdr_deadline_ms(const char *v, int64_t *out, struct gw_error *err)
+{
+	unsigned long long x;
+	if (bounded_uint(v, 1, 86400000ULL, &x) < 0)
+		return bad_header(err, "X-Deadline-Ms",
+				  "an integer number of milliseconds, 1-86400000", v);
 	*out = (int64_t)x;
 	return 0;
-bad:
-	return bad_header(err, "X-Deadline-Ms", "an integer number of milliseconds, 1-86400000", v);
+}
+
+int gw_hdr_cache_ttl(const char *v, unsigned *out, struct gw_error *err)
+{
+	unsigned long long x;
+	if (bounded_uint(v, 1, 2592000ULL, &x) < 0)
+		return bad_header(err, "X-Cache-TTL", "a number of seconds, 1-2592000", v);
+	*out = (unsigned)x;
+	return 0;
+}
+
+int gw_hdr_cache_key(const char *v, char *out, size_t outsize, struct gw_error *err)
+{
+	size_t n = strlen(v);
+	bool ok = n > 0 && n < outsize;
+	for (size_t i = 0; ok && i < n; i++)
+		ok = v[i] > 0x20 && v[i] < 0x7f;
+	if (!ok) {
+		gw_error_set(err, 400, "invalid_request_error", "invalid_header", "X-Cache-Key",
+			     "X-Cache-Key must be 1-%zu printable characters without blanks",
+			     outsize - 1);
+		return -EINVAL;
+	}
+	memcpy(out, v, n + 1);
+	return 0;
 }
 
 int gw_hdr_bool(const char *name, const char *v, bool *out, struct gw_error *err)
