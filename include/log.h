@@ -8,6 +8,9 @@
 #ifndef GW_LOG_H
 #define GW_LOG_H
 
+#include <stdbool.h>
+#include <stddef.h>
+
 enum gw_log_level {
 	GW_LOG_DEBUG = 0,
 	GW_LOG_INFO,
@@ -30,7 +33,14 @@ void gw_log(enum gw_log_level level, const char *fmt, ...)
 /* Like gw_log_warnx, with ": strerror(errno)" appended. */
 void gw_log_warn(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
-/* Writes one already-formatted JSON access-log line. */
-void gw_log_access(const char *json_line);
+/*
+ * Writes one already-formatted JSON access-log line (no newline; cut at
+ * PIPE_BUF - 1 bytes). On a thread that turned batching on, lines wait
+ * until gw_log_access_flush, which such a thread calls at the end of each
+ * pass of its event loop, or until the next line would not fit.
+ */
+void gw_log_access(const char *line, size_t len);
+void gw_log_access_batch(bool on);
+void gw_log_access_flush(void);
 
 #endif

@@ -929,6 +929,8 @@ static void *cache_main(void *arg)
 	sigemptyset(&pipe);
 	sigaddset(&pipe, SIGPIPE);
 	pthread_sigmask(SIG_BLOCK, &pipe, NULL);
+	/* Cache hits finished in one batch share one access-log write. */
+	gw_log_access_batch(true);
 
 	pthread_mutex_lock(&c->mu);
 	while (!c->stop) {
@@ -965,12 +967,14 @@ static void *cache_main(void *arg)
 		struct timespec zero = { 0, 0 };
 		while (sigtimedwait(&pipe, NULL, &zero) == SIGPIPE)
 			;
+		gw_log_access_flush();
 		pthread_mutex_lock(&c->mu);
 	}
 	struct op *rest = take_batch(c, true);
 	pthread_mutex_unlock(&c->mu);
 	fail_list(c, rest);
 	disconnect(c);
+	gw_log_access_batch(false);
 	return NULL;
 }
 

@@ -1058,9 +1058,9 @@ static const struct opt auth_opts[] = {
 static const struct opt provider_opts[] = {
 	{ "url", opt_url, POFF(url), 0, 0, NULL, "LLMGW_*_URL" },
 	{ "api_key", opt_token, POFF(api_key), 0, 1024, "", "*_API_KEY" },
-	{ "rpm", opt_uint, POFF(rpm), 1, 100000, "60", "*_RPM" },
+	{ "rpm", opt_uint, POFF(rpm), 1, 6000000, "60", "*_RPM" },
 	/* 0: max(1, rpm / 60), one second's worth, resolved after loading */
-	{ "burst", opt_uint, POFF(burst), 0, 100000, "0", NULL },
+	{ "burst", opt_uint, POFF(burst), 0, 1000000, "0", NULL },
 	{ "concurrent", opt_uint, POFF(concurrent), 1, 10000, "3", "*_CONCURRENT" },
 	{ "timeout_s", opt_seconds, POFF(timeout_ms), 1, 3600000, "120", "*_TIMEOUT" },
 	{ "connect_timeout_ms", opt_uint, POFF(connect_timeout_ms), 1, 300000, "5000", NULL },

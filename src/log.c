@@ -1,10 +1,13 @@
 /*
  * log.c - leveled logging to stderr. One write per line so lines from
- * different threads never interleave.
+ * different threads never interleave; access-log lines may be batched per
+ * thread, several whole lines in one write of at most PIPE_BUF bytes.
  */
 #include "log.h"
 
 #include <errno.h>
+#include <limits.h>
+#include <stdbool.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
@@ -75,14 +78,47 @@ void gw_log_warn(const char *fmt, ...)
 	va_end(ap);
 }
 
-void gw_log_access(const char *json_line)
+/*
+ * A thread's pending access-log lines. A write of at most PIPE_BUF bytes
+ * to a pipe (or the journal's stream socket) is never split by another
+ * thread's write, so a batch never cuts through someone else's line.
+ */
+struct access_batch {
+	bool on;
+	size_t len;
+	char buf[PIPE_BUF];
+};
+
+static _Thread_local struct access_batch batch;
+
+static void write_all(const char *p, size_t len)
 {
-	size_t len = strlen(json_line);
-	char line[4096];
-	if (len > sizeof(line) - 1)
-		len = sizeof(line) - 1;
-	memcpy(line, json_line, len);
-	line[len++] = '\n';
-	ssize_t w = write(STDERR_FILENO, line, len);
-	(void)w;
+	ssize_t w = write(STDERR_FILENO, p, len);
+	(void)w; /* a log that cannot be written is not worth failing a request */
+}
+
+void gw_log_access_batch(bool on)
+{
+	gw_log_access_flush();
+	batch.on = on;
+}
+
+void gw_log_access_flush(void)
+{
+	if (batch.len > 0)
+		write_all(batch.buf, batch.len);
+	batch.len = 0;
+}
+
+void gw_log_access(const char *line, size_t len)
+{
+	if (len > sizeof(batch.buf) - 1)
+		len = sizeof(batch.buf) - 1;
+	if (batch.len + len + 1 > sizeof(batch.buf))
+		gw_log_access_flush();
+	memcpy(batch.buf + batch.len, line, len);
+	batch.len += len;
+	batch.buf[batch.len++] = '\n';
+	if (!batch.on)
+		gw_log_access_flush();
 }

@@ -5,6 +5,7 @@
 #include "pipeline.h"
 
 #include <jansson.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -88,25 +89,65 @@ static void store_answer(struct gw_pipeline *p, struct gw_job *job)
 		free(completion);
 }
 
+/* A bounded line under construction; past its end, text is dropped. */
+struct line {
+	char buf[2048];
+	size_t len;
+};
+
+static void put(struct line *l, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+static void put(struct line *l, const char *fmt, ...)
+{
+	size_t room = sizeof(l->buf) - l->len;
+	va_list ap;
+	va_start(ap, fmt);
+	int n = vsnprintf(l->buf + l->len, room, fmt, ap);
+	va_end(ap);
+	if (n > 0)
+		l->len += (size_t)n < room ? (size_t)n : room - 1;
+}
+
+/* Appends s as a JSON string: quotes, backslashes and controls escaped. */
+static void put_str(struct line *l, const char *s)
+{
+	put(l, "\"");
+	for (; *s && l->len + 8 < sizeof(l->buf); s++) {
+		unsigned char c = (unsigned char)*s;
+		if (c == '"' || c == '\\')
+			put(l, "\\%c", c);
+		else if (c < 0x20)
+			put(l, "\\u%04x", c);
+		else
+			l->buf[l->len++] = (char)c;
+	}
+	put(l, "\"");
+}
+
+/*
+ * One JSON line per answered request. Written by hand rather than through
+ * jansson: it runs once per request on the hot path.
+ */
 static void access_log(const struct gw_job *job)
 {
 	char cost[32];
+	struct line l = { .len = 0 };
 	gw_ledger_format_usd(job->cost, cost, sizeof(cost));
-	json_t *o = json_pack(
-		"{s:s, s:s, s:s, s:s, s:s, s:s, s:i, s:b, s:I, s:I, s:s, s:I, s:I}", "id", job->id,
-		"service", job->service, "priority", gw_priority_name(job->prio), "provider",
-		job->provider >= 0 && !job->cache_hit ? gw_provider_name((enum gw_provider_id)job->provider)
-						      : "none",
-		"model", job->chat.model ? job->chat.model : "", "cache", job->x_cache, "status",
-		job->status, "stream", job->chat.stream, "prompt_tokens",
-		(json_int_t)job->usage.prompt_tokens, "completion_tokens",
-		(json_int_t)job->usage.completion_tokens, "cost_usd", cost, "queue_ms",
-		(json_int_t)(job->queue_us / 1000), "upstream_ms", (json_int_t)(job->upstream_us / 1000));
-	char *line = o ? json_dumps(o, JSON_COMPACT) : NULL;
-	json_decref(o);
-	if (line)
-		gw_log_access(line);
-	free(line);
+	put(&l, "{\"id\":");
+	put_str(&l, job->id);
+	put(&l, ",\"service\":");
+	put_str(&l, job->service);
+	put(&l, ",\"priority\":\"%s\",\"provider\":\"%s\",\"model\":", gw_priority_name(job->prio),
+	    job->provider >= 0 && !job->cache_hit ? gw_provider_name((enum gw_provider_id)job->provider)
+						  : "none");
+	put_str(&l, job->chat.model ? job->chat.model : "");
+	put(&l,
+	    ",\"cache\":\"%s\",\"status\":%d,\"stream\":%s,\"prompt_tokens\":%lld,"
+	    "\"completion_tokens\":%lld,\"cost_usd\":\"%s\",\"queue_ms\":%lld,\"upstream_ms\":%lld}",
+	    job->x_cache ? job->x_cache : "", job->status, job->chat.stream ? "true" : "false",
+	    (long long)job->usage.prompt_tokens, (long long)job->usage.completion_tokens, cost,
+	    (long long)(job->queue_us / 1000), (long long)(job->upstream_us / 1000));
+	gw_log_access(l.buf, l.len);
 }
 
 /* Runs once per admitted job, on whatever thread finished it. */

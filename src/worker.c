@@ -19,6 +19,7 @@
 #include <strings.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include "log.h"
@@ -28,7 +29,26 @@
 #define MAX_EVENTS 256
 #define RETRY_AFTER_MAX_S 3600
 
+/* Easy handles kept per worker: a new one costs kilobytes of allocation
+ * and initialisation, a reset one only the options. */
+#define IDLE_EASY_MAX 64
+
 struct worker;
+
+/*
+ * What the worker's epoll set holds for one socket. Sockets curl opened
+ * through open_sock stay registered between transfers on a kept-alive
+ * connection ("parked": registered, curl not interested), which saves an
+ * EPOLL_CTL_ADD and a DEL per request; close_sock forgets them. Other
+ * sockets curl hands us (its resolver's) are added and removed exactly as
+ * curl says, since we would not see them closed.
+ */
+struct sock {
+	bool owned;     /* opened by open_sock, closed by close_sock */
+	bool reg;       /* in the epoll set */
+	bool want;      /* curl wants its events */
+	uint32_t events;
+};
 
 struct xfer {
 	struct xfer *next;
@@ -68,6 +88,10 @@ struct worker {
 	CURLM *multi;
 	int64_t timer_at_us;       /* curl's next timeout, -1: none */
 	struct xfer *xfers;        /* in flight, this thread only */
+	struct sock *socks;        /* by fd, this thread only */
+	size_t n_socks;
+	CURL *idle_easy[IDLE_EASY_MAX]; /* reset handles kept for the next transfer */
+	unsigned n_idle_easy;
 
 	pthread_mutex_t lock;      /* guards inbox, stop, abort */
 	struct gw_job *in_head;
@@ -101,21 +125,84 @@ static void wake(struct worker *w)
 	(void)r; /* a full counter still wakes the loop */
 }
 
+static struct sock *sock_at(struct worker *w, curl_socket_t fd)
+{
+	if (fd < 0)
+		return NULL;
+	if ((size_t)fd >= w->n_socks) {
+		size_t n = w->n_socks ? w->n_socks : 64;
+		while (n <= (size_t)fd)
+			n *= 2;
+		struct sock *ns = realloc(w->socks, n * sizeof(*ns));
+		if (!ns)
+			return NULL;
+		memset(ns + w->n_socks, 0, (n - w->n_socks) * sizeof(*ns));
+		w->socks = ns;
+		w->n_socks = n;
+	}
+	return &w->socks[fd];
+}
+
+static curl_socket_t open_sock(void *clientp, curlsocktype purpose, struct curl_sockaddr *a)
+{
+	(void)purpose;
+	struct worker *w = clientp;
+	curl_socket_t fd = socket(a->family, a->socktype | SOCK_CLOEXEC, a->protocol);
+	struct sock *sk = fd >= 0 ? sock_at(w, fd) : NULL;
+	if (sk)
+		*sk = (struct sock){ .owned = true };
+	return fd;
+}
+
+static int close_sock(void *clientp, curl_socket_t fd)
+{
+	struct worker *w = clientp;
+	if (fd >= 0 && (size_t)fd < w->n_socks)
+		w->socks[fd] = (struct sock){ 0 };
+	return close(fd); /* the kernel drops it from the epoll set */
+}
+
+static void sock_forget(struct worker *w, struct sock *sk, curl_socket_t fd)
+{
+	/* The socket may already be closed; EBADF/ENOENT are fine. */
+	epoll_ctl(w->epfd, EPOLL_CTL_DEL, fd, NULL);
+	sk->reg = false;
+	sk->want = false;
+}
+
 static int sock_cb(CURL *easy, curl_socket_t s, int what, void *userp, void *socketp)
 {
 	(void)easy;
 	(void)socketp;
 	struct worker *w = userp;
+	struct sock *sk = sock_at(w, s);
 	if (what == CURL_POLL_REMOVE) {
-		/* The socket may already be closed; EBADF/ENOENT are fine. */
-		epoll_ctl(w->epfd, EPOLL_CTL_DEL, s, NULL);
+		if (!sk)
+			epoll_ctl(w->epfd, EPOLL_CTL_DEL, s, NULL);
+		else if (sk->owned && sk->reg)
+			sk->want = false; /* parked until curl wants it again or closes it */
+		else if (sk->reg)
+			sock_forget(w, sk, s);
 		return 0;
 	}
 	struct epoll_event ev = { 0 };
 	ev.events = ((what & CURL_POLL_IN) ? EPOLLIN : 0) | ((what & CURL_POLL_OUT) ? EPOLLOUT : 0);
 	ev.data.fd = s;
-	if (epoll_ctl(w->epfd, EPOLL_CTL_MOD, s, &ev) < 0 && errno == ENOENT)
-		epoll_ctl(w->epfd, EPOLL_CTL_ADD, s, &ev);
+	if (sk && sk->reg && sk->events == ev.events) {
+		sk->want = true;
+		return 0;
+	}
+	int op = sk && !sk->reg ? EPOLL_CTL_ADD : EPOLL_CTL_MOD;
+	int rc = epoll_ctl(w->epfd, op, s, &ev);
+	if (rc < 0 && errno == ENOENT)
+		rc = epoll_ctl(w->epfd, EPOLL_CTL_ADD, s, &ev);
+	else if (rc < 0 && errno == EEXIST)
+		rc = epoll_ctl(w->epfd, EPOLL_CTL_MOD, s, &ev);
+	if (sk) {
+		sk->reg = rc == 0;
+		sk->want = rc == 0;
+		sk->events = ev.events;
+	}
 	return 0;
 }
 
@@ -203,10 +290,33 @@ static size_t header_cb(char *buf, size_t size, size_t nitems, void *userdata)
 	return n;
 }
 
+/* A handle for a new transfer, with the worker's socket callbacks set. */
+static CURL *easy_get(struct worker *w)
+{
+	CURL *e = w->n_idle_easy ? w->idle_easy[--w->n_idle_easy] : curl_easy_init();
+	if (!e)
+		return NULL;
+	curl_easy_setopt(e, CURLOPT_OPENSOCKETFUNCTION, open_sock);
+	curl_easy_setopt(e, CURLOPT_OPENSOCKETDATA, w);
+	curl_easy_setopt(e, CURLOPT_CLOSESOCKETFUNCTION, close_sock);
+	curl_easy_setopt(e, CURLOPT_CLOSESOCKETDATA, w);
+	return e;
+}
+
+static void easy_put(struct worker *w, CURL *e)
+{
+	if (w->n_idle_easy < IDLE_EASY_MAX) {
+		curl_easy_reset(e);
+		w->idle_easy[w->n_idle_easy++] = e;
+	} else {
+		curl_easy_cleanup(e);
+	}
+}
+
 static void xfer_free(struct xfer *x)
 {
 	if (x->easy)
-		curl_easy_cleanup(x->easy);
+		easy_put(x->w, x->easy);
 	curl_slist_free_all(x->hdrs);
 	gw_upstream_req_free(&x->req);
 	gw_buf_free(&x->resp);
@@ -301,7 +411,7 @@ static void start_xfer(struct worker *w, struct gw_job *job)
 		if (!x->xl)
 			goto oom;
 	}
-	x->easy = curl_easy_init();
+	x->easy = easy_get(w);
 	if (!x->easy)
 		goto oom;
 	for (size_t i = 0; i < x->req.n_headers; i++) {
@@ -369,7 +479,7 @@ static void start_post(struct worker *w, struct post *p)
 	x->w = w;
 	x->post = p;
 	gw_buf_init(&x->resp, 64 * 1024);
-	x->easy = curl_easy_init();
+	x->easy = easy_get(w);
 	if (!x->easy)
 		goto fail_x;
 	x->hdrs = curl_slist_append(NULL, "Content-Type: application/json");
@@ -622,6 +732,8 @@ static void *worker_main(void *arg)
 	struct epoll_event evs[MAX_EVENTS];
 	int running = 0;
 	bool stop = false;
+	/* The requests one loop pass finishes share one access-log write. */
+	gw_log_access_batch(true);
 	while (!stop) {
 		int timeout = -1;
 		if (w->timer_at_us >= 0) {
@@ -639,6 +751,12 @@ static void *worker_main(void *arg)
 				stop = handle_inbox(w) || stop;
 				continue;
 			}
+			if ((size_t)fd < w->n_socks && w->socks[fd].reg && !w->socks[fd].want) {
+				/* A parked connection woke (its peer closed it): curl
+				 * finds that out when it next picks it. */
+				sock_forget(w, &w->socks[fd], fd);
+				continue;
+			}
 			int flags = 0;
 			if (evs[i].events & EPOLLIN)
 				flags |= CURL_CSELECT_IN;
@@ -653,7 +771,9 @@ static void *worker_main(void *arg)
 			curl_multi_socket_action(w->multi, CURL_SOCKET_TIMEOUT, 0, &running);
 		}
 		check_done(w);
+		gw_log_access_flush();
 	}
+	gw_log_access_batch(false);
 	return NULL;
 }
 
@@ -719,13 +839,17 @@ void gw_workers_dispatch(struct gw_workers *p, struct gw_job *job)
 	struct worker *w = &p->w[i];
 	job->wnext = NULL;
 	pthread_mutex_lock(&w->lock);
+	/* A non-empty inbox has a wake-up pending already: the worker reads
+	 * the eventfd before it takes the inbox. */
+	bool was_empty = !w->in_head;
 	if (w->in_tail)
 		w->in_tail->wnext = job;
 	else
 		w->in_head = job;
 	w->in_tail = job;
 	pthread_mutex_unlock(&w->lock);
-	wake(w);
+	if (was_empty)
+		wake(w);
 }
 
 void gw_workers_post(struct gw_workers *p, const char *url, const char *json)
@@ -784,6 +908,9 @@ void gw_workers_free(struct gw_workers *p)
 		}
 		if (w->multi)
 			curl_multi_cleanup(w->multi);
+		while (w->n_idle_easy)
+			curl_easy_cleanup(w->idle_easy[--w->n_idle_easy]);
+		free(w->socks);
 		if (w->epfd >= 0)
 			close(w->epfd);
 		if (w->evfd >= 0)

@@ -382,7 +382,7 @@ START_TEST(test_dotenv_missing_and_errors)
 	gw_config_unref(c);
 
 	ck_assert_ptr_null(load_text(NULL, "# rpm\nOPENROUTER_RPM=0\n", err, sizeof(err), NULL, &ep));
-	snprintf(want, sizeof(want), "%s:2: OPENROUTER_RPM: must be an integer 1..100000", ep);
+	snprintf(want, sizeof(want), "%s:2: OPENROUTER_RPM: must be an integer 1..6000000", ep);
 	ck_assert_str_eq(err, want);
 	rm_tmp();
 
@@ -432,17 +432,17 @@ static const struct bad_case {
 	const char *msg;
 } bad_cases[] = {
 	{ "[provider.openai]\nrpm = 0\n", 2,
-	  "[provider.openai] rpm: must be an integer 1..100000" },
+	  "[provider.openai] rpm: must be an integer 1..6000000" },
 	{ "[provider.openai]\nrpm = abc\n", 2,
-	  "[provider.openai] rpm: must be an integer 1..100000" },
+	  "[provider.openai] rpm: must be an integer 1..6000000" },
 	{ "[provider.openai]\nrpm = -5\n", 2,
-	  "[provider.openai] rpm: must be an integer 1..100000" },
-	{ "[provider.openai]\nrpm = 100001\n", 2,
-	  "[provider.openai] rpm: must be an integer 1..100000" },
+	  "[provider.openai] rpm: must be an integer 1..6000000" },
+	{ "[provider.openai]\nrpm = 6000001\n", 2,
+	  "[provider.openai] rpm: must be an integer 1..6000000" },
 	{ "[provider.openai]\nrpm = 99999999999999999999999\n", 2,
-	  "[provider.openai] rpm: must be an integer 1..100000" },
+	  "[provider.openai] rpm: must be an integer 1..6000000" },
 	{ "[provider.openai]\nrpm = 60 # not a comment\n", 2,
-	  "[provider.openai] rpm: must be an integer 1..100000" },
+	  "[provider.openai] rpm: must be an integer 1..6000000" },
 	{ "[provider.openai]\nconcurrent = 0\n", 2,
 	  "[provider.openai] concurrent: must be an integer 1..10000" },
 	{ "[provider.openai]\ntimeout_s = 0.0005\n", 2,
@@ -614,8 +614,8 @@ END_TEST
 
 START_TEST(test_bad_env_values)
 {
-	expect_env_error("OPENROUTER_RPM", "0", "must be an integer 1..100000");
-	expect_env_error("OPENROUTER_RPM", "abc", "must be an integer 1..100000");
+	expect_env_error("OPENROUTER_RPM", "0", "must be an integer 1..6000000");
+	expect_env_error("OPENROUTER_RPM", "abc", "must be an integer 1..6000000");
 	expect_env_error("ANTHROPIC_CONCURRENT", "-1", "must be an integer 1..10000");
 	expect_env_error("OPENAI_TIMEOUT", "soon",
 			 "must be a number of seconds 0.001..3600 (up to 3 decimals)");
