@@ -8,6 +8,8 @@
  */
 #include "provider.h"
 
+#include "jscan.h"
+
 #include <errno.h>
 #include <jansson.h>
 #include <math.h>
@@ -115,19 +117,35 @@ static void wrap_error(struct gw_up_result *out, int status, const char *msg)
 	json_decref(root);
 }
 
+/* The billing numbers of a scanned answer, by gw_openai_read_usage's rules. */
+static void scanned_usage(const struct gw_jscan_answer *a, struct gw_usage *u)
+{
+	if (a->prompt_tokens.integer && a->prompt_tokens.i >= 0)
+		u->prompt_tokens = a->prompt_tokens.i;
+	if (a->completion_tokens.integer && a->completion_tokens.i >= 0)
+		u->completion_tokens = a->completion_tokens.i;
+	if (a->cost.present && a->cost.d >= 0 && a->cost.d < 1e6) {
+		u->has_cost = true;
+		u->cost = (gw_pusd)llround(a->cost.d * (double)GW_PUSD_PER_USD);
+	}
+}
+
 void gw_openai_parse(int http_status, const char *body, size_t len, const char *client_model,
 		     struct gw_up_result *out)
 {
 	(void)client_model;
-	json_t *root = json_loadb(body, len, 0, NULL);
+	json_t *root = NULL;
 	out->status = http_status;
 	if (http_status >= 200 && http_status < 300) {
-		if (!json_is_object(root) || !json_is_array(json_object_get(root, "choices"))) {
+		/* The answer goes back as it came: check it and read its usage
+		 * without building it. */
+		struct gw_jscan_answer a;
+		if (gw_jscan_answer(body, len, &a) < 0 || !a.object || !a.choices_array) {
 			out->verdict = GW_VERDICT_RETRY;
 			snprintf(out->reason, sizeof(out->reason), "unparseable body");
 			goto out;
 		}
-		gw_openai_read_usage(json_object_get(root, "usage"), &out->usage);
+		scanned_usage(&a, &out->usage);
 		out->verdict = GW_VERDICT_OK;
 		out->body = malloc(len + 1);
 		if (!out->body) {
@@ -140,6 +158,7 @@ void gw_openai_parse(int http_status, const char *body, size_t len, const char *
 		out->body_len = len;
 		goto out;
 	}
+	root = json_loadb(body, len, 0, NULL);
 	upstream_reason(http_status, root, out->reason, sizeof(out->reason));
 	if (gw_status_retryable(http_status)) {
 		out->verdict = GW_VERDICT_RETRY;

@@ -16,6 +16,7 @@ Suite *sse_suite(void);
 Suite *ledger_suite(void);
 Suite *cache_suite(void);
 Suite *answer_suite(void);
+Suite *jscan_suite(void);
 
 int main(void)
 {
@@ -28,6 +29,7 @@ int main(void)
 	srunner_add_suite(sr, ledger_suite());
 	srunner_add_suite(sr, cache_suite());
 	srunner_add_suite(sr, answer_suite());
+	srunner_add_suite(sr, jscan_suite());
 	srunner_run_all(sr, CK_NORMAL);
 	int run = srunner_ntests_run(sr);
 	int failed = srunner_ntests_failed(sr);

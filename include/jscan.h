@@ -1,0 +1,45 @@
+/*
+ * jscan.h - checks a JSON text without building it, and reads the few
+ * values an OpenAI-dialect answer is billed by.
+ *
+ * A non-streamed OpenAI answer goes back to the client byte for byte, so
+ * building a tree of it (an allocation per value, a copy of every string)
+ * only to read three numbers costs more than the rest of the request's
+ * handling. The scan accepts exactly the texts jansson's json_loadb
+ * accepts with flags 0 (RFC 8259 with a top-level object or array, UTF-8
+ * checked, no "\u0000", integers within int64, reals that do not
+ * overflow, nesting up to 2048 values deep), which the unit tests check
+ * against jansson itself.
+ */
+#ifndef GW_JSCAN_H
+#define GW_JSCAN_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* A member's scalar value, when it was a number. */
+struct gw_jscan_num {
+	bool present;      /* the member exists and is a number */
+	bool integer;      /* written without fraction or exponent */
+	int64_t i;         /* when integer */
+	double d;          /* always */
+};
+
+struct gw_jscan_answer {
+	bool object;                 /* the top-level value is an object */
+	bool choices_array;          /* its "choices" member is an array */
+	bool usage_object;           /* its "usage" member is an object */
+	struct gw_jscan_num prompt_tokens;     /* usage.prompt_tokens */
+	struct gw_jscan_num completion_tokens; /* usage.completion_tokens */
+	struct gw_jscan_num cost;              /* usage.cost */
+};
+
+/*
+ * Scans text[0..len). Returns 0 and fills *out when the text is a
+ * well-formed JSON document; -EINVAL otherwise. A repeated member counts
+ * as its last occurrence, as in jansson.
+ */
+int gw_jscan_answer(const char *text, size_t len, struct gw_jscan_answer *out);
+
+#endif

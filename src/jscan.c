@@ -1,0 +1,420 @@
+/*
+ * jscan.c - a JSON well-formedness check that builds nothing, reading the
+ * billing numbers of an OpenAI-dialect answer on the way. See jscan.h.
+ *
+ * A recursive-descent walk over the bytes, following jansson's lexer rule
+ * for rule so that "parses" means the same thing here and there.
+ */
+#include "jscan.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define MAX_DEPTH 2048 /* jansson's JSON_PARSER_MAX_DEPTH */
+
+/* What the value being scanned is to the caller. */
+enum role {
+	R_NONE,
+	R_TOP,
+	R_CHOICES,
+	R_USAGE,
+	R_NUM, /* store into scan.num */
+};
+
+struct scan {
+	const unsigned char *p;
+	const unsigned char *end;
+	unsigned depth;
+	struct gw_jscan_answer *out;
+	struct gw_jscan_num *num; /* for R_NUM */
+};
+
+static void skip_ws(struct scan *s)
+{
+	while (s->p < s->end && (*s->p == ' ' || *s->p == '\t' || *s->p == '\n' || *s->p == '\r'))
+		s->p++;
+}
+
+static int hex4(struct scan *s, unsigned *cp)
+{
+	if (s->end - s->p < 4)
+		return -1;
+	unsigned v = 0;
+	for (int i = 0; i < 4; i++) {
+		unsigned char c = s->p[i];
+		v <<= 4;
+		if (c >= '0' && c <= '9')
+			v |= (unsigned)(c - '0');
+		else if (c >= 'a' && c <= 'f')
+			v |= (unsigned)(c - 'a' + 10);
+		else if (c >= 'A' && c <= 'F')
+			v |= (unsigned)(c - 'A' + 10);
+		else
+			return -1;
+	}
+	s->p += 4;
+	*cp = v;
+	return 0;
+}
+
+/* One UTF-8 sequence starting at s->p (a byte >= 0x80). */
+static int utf8_seq(struct scan *s)
+{
+	unsigned char c = *s->p;
+	unsigned n, v;
+	if (c >= 0xC2 && c <= 0xDF) {
+		n = 2;
+		v = c & 0x1F;
+	} else if (c >= 0xE0 && c <= 0xEF) {
+		n = 3;
+		v = c & 0x0F;
+	} else if (c >= 0xF0 && c <= 0xF4) {
+		n = 4;
+		v = c & 0x07;
+	} else {
+		return -1; /* a continuation byte, an overlong lead, or past U+10FFFF */
+	}
+	if ((size_t)(s->end - s->p) < n)
+		return -1;
+	for (unsigned i = 1; i < n; i++) {
+		unsigned char cc = s->p[i];
+		if ((cc & 0xC0) != 0x80)
+			return -1;
+		v = (v << 6) | (cc & 0x3F);
+	}
+	if (v > 0x10FFFF || (v >= 0xD800 && v <= 0xDFFF) || (n == 3 && v < 0x800) ||
+	    (n == 4 && v < 0x10000))
+		return -1;
+	s->p += n;
+	return 0;
+}
+
+/* A string at s->p (on its opening quote); *plain: no escapes in it. */
+static int scan_string(struct scan *s, const unsigned char **start, size_t *len, bool *plain)
+{
+	s->p++;
+	*start = s->p;
+	*plain = true;
+	while (s->p < s->end) {
+		unsigned char c = *s->p;
+		if (c == '"') {
+			*len = (size_t)(s->p - *start);
+			s->p++;
+			return 0;
+		}
+		if (c == '\\') {
+			*plain = false;
+			if (++s->p >= s->end)
+				return -1;
+			c = *s->p++;
+			if (c == 'u') {
+				unsigned cp, lo;
+				if (hex4(s, &cp) < 0 || cp == 0)
+					return -1;
+				if (cp >= 0xDC00 && cp <= 0xDFFF)
+					return -1; /* a low surrogate alone */
+				if (cp >= 0xD800 && cp <= 0xDBFF) {
+					if (s->end - s->p < 2 || s->p[0] != '\\' || s->p[1] != 'u')
+						return -1;
+					s->p += 2;
+					if (hex4(s, &lo) < 0 || lo < 0xDC00 || lo > 0xDFFF)
+						return -1;
+				}
+			} else if (!strchr("\"\\/bfnrt", c) || c == '\0') {
+				return -1;
+			}
+		} else if (c < 0x20) {
+			return -1;
+		} else if (c < 0x80) {
+			s->p++;
+		} else if (utf8_seq(s) < 0) {
+			return -1;
+		}
+	}
+	return -1;
+}
+
+static bool is_digit(const struct scan *s)
+{
+	return s->p < s->end && *s->p >= '0' && *s->p <= '9';
+}
+
+static int scan_number(struct scan *s, struct gw_jscan_num *num)
+{
+	const unsigned char *start = s->p;
+	bool neg = false;
+	uint64_t mag = 0;
+	bool overflow = false;
+	if (*s->p == '-') {
+		neg = true;
+		s->p++;
+	}
+	if (!is_digit(s))
+		return -1;
+	if (*s->p == '0') {
+		s->p++;
+		if (is_digit(s))
+			return -1;
+	} else {
+		while (is_digit(s)) {
+			unsigned d = (unsigned)(*s->p++ - '0');
+			if (mag > (UINT64_MAX - d) / 10)
+				overflow = true;
+			else
+				mag = mag * 10 + d;
+		}
+	}
+	bool integer = true;
+	if (s->p < s->end && *s->p == '.') {
+		integer = false;
+		s->p++;
+		if (!is_digit(s))
+			return -1;
+		while (is_digit(s))
+			s->p++;
+	}
+	if (s->p < s->end && (*s->p == 'e' || *s->p == 'E')) {
+		integer = false;
+		s->p++;
+		if (s->p < s->end && (*s->p == '+' || *s->p == '-'))
+			s->p++;
+		if (!is_digit(s))
+			return -1;
+		while (is_digit(s))
+			s->p++;
+	}
+	struct gw_jscan_num v = { .present = true, .integer = integer };
+	if (integer) {
+		uint64_t limit = neg ? (uint64_t)INT64_MAX + 1 : (uint64_t)INT64_MAX;
+		if (overflow || mag > limit)
+			return -1; /* jansson: "too big integer" */
+		v.i = neg ? (int64_t)(0 - mag) : (int64_t)mag;
+		v.d = (double)v.i;
+	} else {
+		/* strtod needs a terminated copy; reals are rare in an answer. */
+		size_t n = (size_t)(s->p - start);
+		char small[64];
+		char *buf = n < sizeof(small) ? small : malloc(n + 1);
+		if (!buf)
+			return -1;
+		memcpy(buf, start, n);
+		buf[n] = '\0';
+		errno = 0;
+		v.d = strtod(buf, NULL);
+		bool huge = (v.d == HUGE_VAL || v.d == -HUGE_VAL) && errno == ERANGE;
+		if (buf != small)
+			free(buf);
+		if (huge)
+			return -1; /* jansson: "real number overflow" */
+	}
+	if (num)
+		*num = v;
+	return 0;
+}
+
+static int scan_literal(struct scan *s, const char *word)
+{
+	size_t n = strlen(word);
+	if ((size_t)(s->end - s->p) < n || memcmp(s->p, word, n) != 0)
+		return -1;
+	s->p += n;
+	return 0;
+}
+
+/* The next character of a scanned string, escapes decoded; a character
+ * past ASCII comes out as 0x80, which no member name we look for holds. */
+static unsigned char next_char(const unsigned char **p)
+{
+	unsigned char c = *(*p)++;
+	if (c != '\\')
+		return c;
+	c = *(*p)++;
+	switch (c) {
+	case 'b':
+		return '\b';
+	case 'f':
+		return '\f';
+	case 'n':
+		return '\n';
+	case 'r':
+		return '\r';
+	case 't':
+		return '\t';
+	case 'u': {
+		struct scan hs = { .p = *p, .end = *p + 4 };
+		unsigned cp = 0x80;
+		hex4(&hs, &cp); /* checked by scan_string already */
+		*p += 4;
+		return cp < 0x80 ? (unsigned char)cp : 0x80;
+	}
+	default:
+		return c; /* " \ / */
+	}
+}
+
+static bool key_is(const unsigned char *k, size_t len, bool plain, const char *name)
+{
+	size_t n = strlen(name);
+	if (plain)
+		return len == n && memcmp(k, name, len) == 0;
+	const unsigned char *p = k, *end = k + len;
+	for (size_t i = 0; i < n; i++)
+		if (p >= end || next_char(&p) != (unsigned char)name[i])
+			return false;
+	return p == end;
+}
+
+static int scan_value(struct scan *s, enum role role);
+
+/* The role of a member's value, from the object's role and the key. */
+static enum role member_role(struct scan *s, enum role obj, const unsigned char *k, size_t len,
+			     bool plain)
+{
+	struct gw_jscan_answer *o = s->out;
+	if (obj == R_TOP) {
+		if (key_is(k, len, plain, "choices"))
+			return R_CHOICES;
+		if (key_is(k, len, plain, "usage"))
+			return R_USAGE;
+	} else if (obj == R_USAGE) {
+		if (key_is(k, len, plain, "prompt_tokens"))
+			s->num = &o->prompt_tokens;
+		else if (key_is(k, len, plain, "completion_tokens"))
+			s->num = &o->completion_tokens;
+		else if (key_is(k, len, plain, "cost"))
+			s->num = &o->cost;
+		else
+			return R_NONE;
+		return R_NUM;
+	}
+	return R_NONE;
+}
+
+static int scan_object(struct scan *s, enum role role)
+{
+	s->p++;
+	skip_ws(s);
+	if (s->p < s->end && *s->p == '}') {
+		s->p++;
+		return 0;
+	}
+	for (;;) {
+		const unsigned char *k;
+		size_t klen;
+		bool plain;
+		skip_ws(s);
+		if (s->p >= s->end || *s->p != '"' || scan_string(s, &k, &klen, &plain) < 0)
+			return -1;
+		if (memchr(k, '\0', klen))
+			return -1;
+		skip_ws(s);
+		if (s->p >= s->end || *s->p != ':')
+			return -1;
+		s->p++;
+		if (scan_value(s, member_role(s, role, k, klen, plain)) < 0)
+			return -1;
+		skip_ws(s);
+		if (s->p < s->end && *s->p == ',') {
+			s->p++;
+			continue;
+		}
+		if (s->p < s->end && *s->p == '}') {
+			s->p++;
+			return 0;
+		}
+		return -1;
+	}
+}
+
+static int scan_array(struct scan *s)
+{
+	s->p++;
+	skip_ws(s);
+	if (s->p < s->end && *s->p == ']') {
+		s->p++;
+		return 0;
+	}
+	for (;;) {
+		if (scan_value(s, R_NONE) < 0)
+			return -1;
+		skip_ws(s);
+		if (s->p < s->end && *s->p == ',') {
+			s->p++;
+			continue;
+		}
+		if (s->p < s->end && *s->p == ']') {
+			s->p++;
+			return 0;
+		}
+		return -1;
+	}
+}
+
+static int scan_value(struct scan *s, enum role role)
+{
+	struct gw_jscan_answer *o = s->out;
+	struct gw_jscan_num *num = role == R_NUM ? s->num : NULL;
+	int rc;
+	skip_ws(s);
+	if (s->p >= s->end || ++s->depth > MAX_DEPTH)
+		return -1;
+	unsigned char c = *s->p;
+	/* A repeated member counts as its last occurrence: reset first. */
+	if (num)
+		*num = (struct gw_jscan_num){ 0 };
+	if (role == R_CHOICES)
+		o->choices_array = c == '[';
+	if (role == R_USAGE) {
+		o->usage_object = c == '{';
+		o->prompt_tokens = o->completion_tokens = o->cost = (struct gw_jscan_num){ 0 };
+	}
+	if (role == R_TOP)
+		o->object = c == '{';
+
+	if (c == '{') {
+		rc = scan_object(s, role);
+	} else if (c == '[') {
+		rc = scan_array(s);
+	} else if (c == '"') {
+		const unsigned char *str;
+		size_t len;
+		bool plain;
+		rc = scan_string(s, &str, &len, &plain);
+	} else if (c == '-' || (c >= '0' && c <= '9')) {
+		rc = scan_number(s, num);
+	} else if (c == 't') {
+		rc = scan_literal(s, "true");
+	} else if (c == 'f') {
+		rc = scan_literal(s, "false");
+	} else if (c == 'n') {
+		rc = scan_literal(s, "null");
+	} else {
+		rc = -1;
+	}
+	s->depth--;
+	return rc;
+}
+
+int gw_jscan_answer(const char *text, size_t len, struct gw_jscan_answer *out)
+{
+	struct scan s = {
+		.p = (const unsigned char *)text,
+		.end = (const unsigned char *)text + len,
+		.out = out,
+	};
+	memset(out, 0, sizeof(*out));
+	skip_ws(&s);
+	if (s.p >= s.end || (*s.p != '{' && *s.p != '['))
+		goto bad;
+	if (scan_value(&s, R_TOP) < 0)
+		goto bad;
+	skip_ws(&s);
+	if (s.p != s.end)
+		goto bad;
+	return 0;
+bad:
+	memset(out, 0, sizeof(*out));
+	return -EINVAL;
+}
