@@ -104,8 +104,16 @@ test-integration: all
 
 bench:
 	bash scripts/deps.sh
-	$(MAKE) all
+	$(MAKE) all $(BIN)/loadgen $(BIN)/rss_floor
 	bash scripts/bench.sh
+
+# Benchmark tools: a C load generator, and the idle RSS of llmgwd's
+# libraries alone (linked exactly like llmgwd).
+$(BIN)/loadgen: scripts/bench/loadgen.c | $(BIN)
+	$(CC) -std=c11 -O2 $(WARN) $(WERROR) -o $@ $< -lm
+
+$(BIN)/rss_floor: scripts/bench/rss_floor.c | $(BIN)
+	$(CC) $(ALL_CFLAGS) $(ALL_LDFLAGS) -o $@ $< $(LDLIBS)
 
 valgrind: all $(BIN)/unit_tests
 	CK_FORK=no valgrind --error-exitcode=1 --leak-check=full $(BIN)/unit_tests

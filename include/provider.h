@@ -58,7 +58,8 @@ void gw_up_result_free(struct gw_up_result *r);
  * Builds the request for provider pc (speaking dialect pc->dialect) to
  * run chat as upstream_model. Returns 0, or -EINVAL with err filled (a
  * request this dialect cannot express; the caller skips the provider),
- * or -ENOMEM.
+ * or -ENOMEM. The headers depend on pc and the provider only, never on
+ * chat: workers keep one list of them per provider and configuration.
  */
 int gw_provider_build(const struct gw_provider_conf *pc, enum gw_provider_id id,
 		      const struct gw_chat *chat, const char *upstream_model,

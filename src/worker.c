@@ -56,7 +56,7 @@ struct xfer {
 	struct worker *w;
 	CURL *easy;
 	struct gw_job *job;
-	struct curl_slist *hdrs;
+	struct curl_slist *hdrs;   /* webhook posts only; jobs use the worker's lists */
 	struct gw_upstream_req req;
 	struct gw_buf resp;
 	int retry_after_s;         /* from the upstream answer, -1: none */
@@ -92,6 +92,8 @@ struct worker {
 	size_t n_socks;
 	CURL *idle_easy[IDLE_EASY_MAX]; /* reset handles kept for the next transfer */
 	unsigned n_idle_easy;
+	struct gw_config *hdr_conf;     /* the configuration hdr_list was built for (a ref) */
+	struct curl_slist *hdr_list[GW_PROV_COUNT];
 
 	pthread_mutex_t lock;      /* guards inbox, stop, abort */
 	struct gw_job *in_head;
@@ -359,6 +361,47 @@ static void deadline_job(struct gw_job *job)
 	gw_job_set_error(job, &err);
 }
 
+static void headers_drop(struct worker *w)
+{
+	for (int p = 0; p < GW_PROV_COUNT; p++) {
+		curl_slist_free_all(w->hdr_list[p]);
+		w->hdr_list[p] = NULL;
+	}
+	if (w->hdr_conf)
+		gw_config_unref(w->hdr_conf);
+	w->hdr_conf = NULL;
+}
+
+/*
+ * Provider p's request headers under configuration c, as a curl list.
+ * They depend on the provider's configuration only (provider.h), so each
+ * worker builds the list once per configuration and provider.
+ */
+static struct curl_slist *provider_headers(struct worker *w, const struct gw_config *c, int p,
+					   const struct gw_upstream_req *req)
+{
+	if (w->hdr_conf != c) {
+		headers_drop(w);
+		w->hdr_conf = gw_config_ref((struct gw_config *)c);
+	}
+	if (w->hdr_list[p])
+		return w->hdr_list[p];
+	struct curl_slist *list = NULL, *h;
+	for (size_t i = 0; i < req->n_headers; i++) {
+		if (!(h = curl_slist_append(list, req->headers[i])))
+			goto fail;
+		list = h;
+	}
+	/* Upstream never needs the 100-continue round trip. */
+	if (!(h = curl_slist_append(list, "Expect:")))
+		goto fail;
+	w->hdr_list[p] = h;
+	return h;
+fail:
+	curl_slist_free_all(list);
+	return NULL;
+}
+
 static void start_xfer(struct worker *w, struct gw_job *job)
 {
 	struct gw_sched *s = w->pool->sched;
@@ -414,24 +457,16 @@ static void start_xfer(struct worker *w, struct gw_job *job)
 	x->easy = easy_get(w);
 	if (!x->easy)
 		goto oom;
-	for (size_t i = 0; i < x->req.n_headers; i++) {
-		struct curl_slist *h = curl_slist_append(x->hdrs, x->req.headers[i]);
-		if (!h)
-			goto oom;
-		x->hdrs = h;
-	}
-	/* Upstream never needs the 100-continue round trip. */
-	struct curl_slist *h = curl_slist_append(x->hdrs, "Expect:");
-	if (!h)
+	struct curl_slist *hdrs = provider_headers(w, c, p, &x->req);
+	if (!hdrs)
 		goto oom;
-	x->hdrs = h;
 
 	CURL *e = x->easy;
 	curl_easy_setopt(e, CURLOPT_URL, x->req.url);
 	curl_easy_setopt(e, CURLOPT_POST, 1L);
 	curl_easy_setopt(e, CURLOPT_POSTFIELDS, x->req.body);
 	curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)x->req.body_len);
-	curl_easy_setopt(e, CURLOPT_HTTPHEADER, x->hdrs);
+	curl_easy_setopt(e, CURLOPT_HTTPHEADER, hdrs);
 	curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, write_cb);
 	curl_easy_setopt(e, CURLOPT_WRITEDATA, x);
 	curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, header_cb);
@@ -910,6 +945,7 @@ void gw_workers_free(struct gw_workers *p)
 			curl_multi_cleanup(w->multi);
 		while (w->n_idle_easy)
 			curl_easy_cleanup(w->idle_easy[--w->n_idle_easy]);
+		headers_drop(w);
 		free(w->socks);
 		if (w->epfd >= 0)
 			close(w->epfd);
