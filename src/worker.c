@@ -32,6 +32,8 @@
 /* Easy handles kept per worker: a new one costs kilobytes of allocation
  * and initialisation, a reset one only the options. */
 #define IDLE_EASY_MAX 64
+/* The least connection cache a worker keeps (webhooks, small configs). */
+#define MIN_CONNS 64
 
 struct worker;
 
@@ -92,7 +94,7 @@ struct worker {
 	size_t n_socks;
 	CURL *idle_easy[IDLE_EASY_MAX]; /* reset handles kept for the next transfer */
 	unsigned n_idle_easy;
-	struct gw_config *hdr_conf;     /* the configuration hdr_list was built for (a ref) */
+	struct gw_config *conf;         /* what hdr_list and the cache size follow (a ref) */
 	struct curl_slist *hdr_list[GW_PROV_COUNT];
 
 	pthread_mutex_t lock;      /* guards inbox, stop, abort */
@@ -367,23 +369,39 @@ static void headers_drop(struct worker *w)
 		curl_slist_free_all(w->hdr_list[p]);
 		w->hdr_list[p] = NULL;
 	}
-	if (w->hdr_conf)
-		gw_config_unref(w->hdr_conf);
-	w->hdr_conf = NULL;
+	if (w->conf)
+		gw_config_unref(w->conf);
+	w->conf = NULL;
 }
 
 /*
- * Provider p's request headers under configuration c, as a curl list.
+ * What a worker derives from the configuration, redone when a reload
+ * brings a new one: the header lists, and the size of curl's connection
+ * cache. curl counts connections in use against that size and closes one
+ * whenever it is passed, so it must hold every call the providers' slots
+ * allow at once; below that, each answer beyond it costs a new connection,
+ * and curl's search for a free one walks them all.
+ */
+static void worker_use_conf(struct worker *w, const struct gw_config *c)
+{
+	if (w->conf == c)
+		return;
+	headers_drop(w);
+	w->conf = gw_config_ref((struct gw_config *)c);
+	long conns = 0;
+	for (int p = 0; p < GW_PROV_COUNT; p++)
+		conns += (long)c->prov[p].concurrent;
+	curl_multi_setopt(w->multi, CURLMOPT_MAXCONNECTS, conns > MIN_CONNS ? conns : MIN_CONNS);
+}
+
+/*
+ * Provider p's request headers under the worker's configuration, as a curl list.
  * They depend on the provider's configuration only (provider.h), so each
  * worker builds the list once per configuration and provider.
  */
-static struct curl_slist *provider_headers(struct worker *w, const struct gw_config *c, int p,
+static struct curl_slist *provider_headers(struct worker *w, int p,
 					   const struct gw_upstream_req *req)
 {
-	if (w->hdr_conf != c) {
-		headers_drop(w);
-		w->hdr_conf = gw_config_ref((struct gw_config *)c);
-	}
 	if (w->hdr_list[p])
 		return w->hdr_list[p];
 	struct curl_slist *list = NULL, *h;
@@ -457,7 +475,8 @@ static void start_xfer(struct worker *w, struct gw_job *job)
 	x->easy = easy_get(w);
 	if (!x->easy)
 		goto oom;
-	struct curl_slist *hdrs = provider_headers(w, c, p, &x->req);
+	worker_use_conf(w, c);
+	struct curl_slist *hdrs = provider_headers(w, p, &x->req);
 	if (!hdrs)
 		goto oom;
 
@@ -848,8 +867,9 @@ struct gw_workers *gw_workers_new(unsigned n, struct gw_sched *s)
 		curl_multi_setopt(w->multi, CURLMOPT_SOCKETDATA, w);
 		curl_multi_setopt(w->multi, CURLMOPT_TIMERFUNCTION, timer_cb);
 		curl_multi_setopt(w->multi, CURLMOPT_TIMERDATA, w);
-		/* Keep idle connections to providers for reuse. */
-		curl_multi_setopt(w->multi, CURLMOPT_MAXCONNECTS, 1024L);
+		/* Keep idle connections to providers for reuse; sized by
+		 * worker_use_conf once a configuration arrives. */
+		curl_multi_setopt(w->multi, CURLMOPT_MAXCONNECTS, (long)MIN_CONNS);
 	}
 	return p;
 fail:
