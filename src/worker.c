@@ -1,7 +1,12 @@
 /*
  * worker.c - worker threads: epoll + libcurl multi (socket interface),
- * one multi handle per thread so connections to a provider are reused
- * across the jobs that thread runs. See worker.h.
+ * so connections to a provider are reused across the jobs a thread runs.
+ * See worker.h.
+ *
+ * A thread splits its transfers over "lanes", one multi handle each, of
+ * at most LANE_XFERS transfers: curl 7.88 looks for a free connection by
+ * walking every connection its multi holds to that host, which at
+ * thousands of calls in flight cost more than the rest of a request.
  *
  * Each transfer (struct xfer) belongs to exactly one worker thread from
  * start to end; only the inbox and the abort flag cross threads, under
@@ -32,8 +37,21 @@
 /* Easy handles kept per worker: a new one costs kilobytes of allocation
  * and initialisation, a reset one only the options. */
 #define IDLE_EASY_MAX 64
-/* The least connection cache a worker keeps (webhooks, small configs). */
+/* The least connection cache a lane keeps (webhooks, small configs). */
 #define MIN_CONNS 64
+/* A new lane opens when every lane holds this many transfers. */
+#define LANE_XFERS 256
+#define LANES_MAX 64
+
+struct worker;
+
+/* One curl multi handle of a worker, with its own connections and timer. */
+struct lane {
+	struct worker *w;
+	CURLM *multi;
+	int64_t timer_at_us;       /* curl's next timeout, -1: none */
+	unsigned running;          /* transfers added and not yet removed */
+};
 
 struct worker;
 
@@ -46,6 +64,7 @@ struct worker;
  * curl says, since we would not see them closed.
  */
 struct sock {
+	struct lane *lane; /* whose multi handle the socket belongs to */
 	bool owned;     /* opened by open_sock, closed by close_sock */
 	bool reg;       /* in the epoll set */
 	bool want;      /* curl wants its events */
@@ -56,6 +75,7 @@ struct xfer {
 	struct xfer *next;
 	struct xfer *prev;
 	struct worker *w;
+	struct lane *lane;
 	CURL *easy;
 	struct gw_job *job;
 	struct curl_slist *hdrs;   /* webhook posts only; jobs use the worker's lists */
@@ -87,8 +107,8 @@ struct worker {
 	bool started;
 	int epfd;
 	int evfd;
-	CURLM *multi;
-	int64_t timer_at_us;       /* curl's next timeout, -1: none */
+	struct lane lanes[LANES_MAX]; /* lanes[0] always exists; more on demand */
+	unsigned n_lanes;
 	struct xfer *xfers;        /* in flight, this thread only */
 	struct sock *socks;        /* by fd, this thread only */
 	size_t n_socks;
@@ -178,12 +198,17 @@ static int sock_cb(CURL *easy, curl_socket_t s, int what, void *userp, void *soc
 {
 	(void)easy;
 	(void)socketp;
-	struct worker *w = userp;
+	struct lane *lane = userp;
+	struct worker *w = lane->w;
 	struct sock *sk = sock_at(w, s);
+	if (!sk) {
+		/* Without an entry its events could not find the lane. */
+		epoll_ctl(w->epfd, EPOLL_CTL_DEL, s, NULL);
+		return what == CURL_POLL_REMOVE ? 0 : -1;
+	}
+	sk->lane = lane;
 	if (what == CURL_POLL_REMOVE) {
-		if (!sk)
-			epoll_ctl(w->epfd, EPOLL_CTL_DEL, s, NULL);
-		else if (sk->owned && sk->reg)
+		if (sk->owned && sk->reg)
 			sk->want = false; /* parked until curl wants it again or closes it */
 		else if (sk->reg)
 			sock_forget(w, sk, s);
@@ -192,29 +217,79 @@ static int sock_cb(CURL *easy, curl_socket_t s, int what, void *userp, void *soc
 	struct epoll_event ev = { 0 };
 	ev.events = ((what & CURL_POLL_IN) ? EPOLLIN : 0) | ((what & CURL_POLL_OUT) ? EPOLLOUT : 0);
 	ev.data.fd = s;
-	if (sk && sk->reg && sk->events == ev.events) {
+	if (sk->reg && sk->events == ev.events) {
 		sk->want = true;
 		return 0;
 	}
-	int op = sk && !sk->reg ? EPOLL_CTL_ADD : EPOLL_CTL_MOD;
+	int op = !sk->reg ? EPOLL_CTL_ADD : EPOLL_CTL_MOD;
 	int rc = epoll_ctl(w->epfd, op, s, &ev);
 	if (rc < 0 && errno == ENOENT)
 		rc = epoll_ctl(w->epfd, EPOLL_CTL_ADD, s, &ev);
 	else if (rc < 0 && errno == EEXIST)
 		rc = epoll_ctl(w->epfd, EPOLL_CTL_MOD, s, &ev);
-	if (sk) {
-		sk->reg = rc == 0;
-		sk->want = rc == 0;
-		sk->events = ev.events;
-	}
+	sk->reg = rc == 0;
+	sk->want = rc == 0;
+	sk->events = ev.events;
 	return 0;
 }
 
 static int timer_cb(CURLM *multi, long timeout_ms, void *userp)
 {
 	(void)multi;
-	struct worker *w = userp;
-	w->timer_at_us = timeout_ms < 0 ? -1 : gw_now_us() + (int64_t)timeout_ms * 1000;
+	struct lane *lane = userp;
+	lane->timer_at_us = timeout_ms < 0 ? -1 : gw_now_us() + (int64_t)timeout_ms * 1000;
+	return 0;
+}
+
+static void lane_setup(struct worker *w, struct lane *lane, long maxconnects)
+{
+	lane->w = w;
+	lane->timer_at_us = -1;
+	lane->running = 0;
+	curl_multi_setopt(lane->multi, CURLMOPT_SOCKETFUNCTION, sock_cb);
+	curl_multi_setopt(lane->multi, CURLMOPT_SOCKETDATA, lane);
+	curl_multi_setopt(lane->multi, CURLMOPT_TIMERFUNCTION, timer_cb);
+	curl_multi_setopt(lane->multi, CURLMOPT_TIMERDATA, lane);
+	/* Keep idle connections to providers for reuse. */
+	curl_multi_setopt(lane->multi, CURLMOPT_MAXCONNECTS, maxconnects);
+}
+
+/* The connection cache each lane keeps under the worker's configuration. */
+static long lane_maxconnects(const struct worker *w)
+{
+	long conns = 0;
+	for (int p = 0; w->conf && p < GW_PROV_COUNT; p++)
+		conns += (long)w->conf->prov[p].concurrent;
+	return conns > MIN_CONNS ? conns : MIN_CONNS;
+}
+
+/* The lane for a new transfer: the least busy, or a new one when every
+ * lane is full (or the first lane when a new one cannot be made). */
+static struct lane *lane_pick(struct worker *w)
+{
+	struct lane *best = &w->lanes[0];
+	for (unsigned i = 1; i < w->n_lanes; i++)
+		if (w->lanes[i].running < best->running)
+			best = &w->lanes[i];
+	if (best->running < LANE_XFERS || w->n_lanes == LANES_MAX)
+		return best;
+	struct lane *nl = &w->lanes[w->n_lanes];
+	nl->multi = curl_multi_init();
+	if (!nl->multi)
+		return best;
+	lane_setup(w, nl, lane_maxconnects(w));
+	w->n_lanes++;
+	return nl;
+}
+
+/* Adds x's handle to a lane; -1 when curl refuses it. */
+static int lane_add(struct worker *w, struct xfer *x)
+{
+	struct lane *lane = lane_pick(w);
+	if (curl_multi_add_handle(lane->multi, x->easy) != CURLM_OK)
+		return -1;
+	x->lane = lane;
+	lane->running++;
 	return 0;
 }
 
@@ -342,7 +417,11 @@ static void xfer_unlink(struct worker *w, struct xfer *x)
 		w->xfers = x->next;
 	if (x->next)
 		x->next->prev = x->prev;
-	curl_multi_remove_handle(w->multi, x->easy);
+	if (x->lane) {
+		curl_multi_remove_handle(x->lane->multi, x->easy);
+		x->lane->running--;
+		x->lane = NULL;
+	}
 }
 
 static void fail_job(struct gw_job *job, int status, const char *type, const char *code,
@@ -388,10 +467,9 @@ static void worker_use_conf(struct worker *w, const struct gw_config *c)
 		return;
 	headers_drop(w);
 	w->conf = gw_config_ref((struct gw_config *)c);
-	long conns = 0;
-	for (int p = 0; p < GW_PROV_COUNT; p++)
-		conns += (long)c->prov[p].concurrent;
-	curl_multi_setopt(w->multi, CURLMOPT_MAXCONNECTS, conns > MIN_CONNS ? conns : MIN_CONNS);
+	long conns = lane_maxconnects(w);
+	for (unsigned i = 0; i < w->n_lanes; i++)
+		curl_multi_setopt(w->lanes[i].multi, CURLMOPT_MAXCONNECTS, conns);
 }
 
 /*
@@ -514,7 +592,7 @@ static void start_xfer(struct worker *w, struct gw_job *job)
 	if (w->xfers)
 		w->xfers->prev = x;
 	w->xfers = x;
-	if (curl_multi_add_handle(w->multi, e) != CURLM_OK) {
+	if (lane_add(w, x) < 0) {
 		w->xfers = x->next;
 		if (w->xfers)
 			w->xfers->prev = NULL;
@@ -554,7 +632,7 @@ static void start_post(struct worker *w, struct post *p)
 	if (w->xfers)
 		w->xfers->prev = x;
 	w->xfers = x;
-	if (curl_multi_add_handle(w->multi, e) == CURLM_OK)
+	if (lane_add(w, x) == 0)
 		return;
 	w->xfers = x->next;
 	if (w->xfers)
@@ -719,11 +797,11 @@ out:
 	gw_sched_attempt_end(s, job, retry, cooldown);
 }
 
-static void check_done(struct worker *w)
+static void check_done(struct worker *w, struct lane *lane)
 {
 	CURLMsg *m;
 	int left;
-	while ((m = curl_multi_info_read(w->multi, &left)) != NULL) {
+	while ((m = curl_multi_info_read(lane->multi, &left)) != NULL) {
 		if (m->msg != CURLMSG_DONE)
 			continue;
 		struct xfer *x = NULL;
@@ -792,9 +870,14 @@ static void *worker_main(void *arg)
 	gw_log_access_batch(true);
 	while (!stop) {
 		int timeout = -1;
-		if (w->timer_at_us >= 0) {
-			int64_t d = w->timer_at_us - gw_now_us();
-			timeout = d <= 0 ? 0 : (int)((d + 999) / 1000);
+		int64_t now = gw_now_us();
+		for (unsigned i = 0; i < w->n_lanes; i++) {
+			int64_t at = w->lanes[i].timer_at_us;
+			if (at < 0)
+				continue;
+			int ms = at <= now ? 0 : (int)((at - now + 999) / 1000);
+			if (timeout < 0 || ms < timeout)
+				timeout = ms;
 		}
 		int n = epoll_wait(w->epfd, evs, MAX_EVENTS, timeout);
 		if (n < 0 && errno != EINTR) {
@@ -807,10 +890,13 @@ static void *worker_main(void *arg)
 				stop = handle_inbox(w) || stop;
 				continue;
 			}
-			if ((size_t)fd < w->n_socks && w->socks[fd].reg && !w->socks[fd].want) {
+			struct sock *sk = (size_t)fd < w->n_socks ? &w->socks[fd] : NULL;
+			if (!sk || !sk->lane)
+				continue; /* not ours (cannot happen: sock_cb refuses those) */
+			if (sk->reg && !sk->want) {
 				/* A parked connection woke (its peer closed it): curl
 				 * finds that out when it next picks it. */
-				sock_forget(w, &w->socks[fd], fd);
+				sock_forget(w, sk, fd);
 				continue;
 			}
 			int flags = 0;
@@ -820,13 +906,17 @@ static void *worker_main(void *arg)
 				flags |= CURL_CSELECT_OUT;
 			if (evs[i].events & (EPOLLERR | EPOLLHUP))
 				flags |= CURL_CSELECT_ERR;
-			curl_multi_socket_action(w->multi, fd, flags, &running);
+			curl_multi_socket_action(sk->lane->multi, fd, flags, &running);
 		}
-		if (w->timer_at_us >= 0 && gw_now_us() >= w->timer_at_us) {
-			w->timer_at_us = -1;
-			curl_multi_socket_action(w->multi, CURL_SOCKET_TIMEOUT, 0, &running);
+		now = gw_now_us();
+		for (unsigned i = 0; i < w->n_lanes; i++) {
+			struct lane *lane = &w->lanes[i];
+			if (lane->timer_at_us >= 0 && now >= lane->timer_at_us) {
+				lane->timer_at_us = -1;
+				curl_multi_socket_action(lane->multi, CURL_SOCKET_TIMEOUT, 0, &running);
+			}
+			check_done(w, lane);
 		}
-		check_done(w);
 		gw_log_access_flush();
 	}
 	gw_log_access_batch(false);
@@ -850,7 +940,6 @@ struct gw_workers *gw_workers_new(unsigned n, struct gw_sched *s)
 		struct worker *w = &p->w[i];
 		w->pool = p;
 		w->index = i;
-		w->timer_at_us = -1;
 		w->epfd = -1;
 		w->evfd = -1;
 		pthread_mutex_init(&w->lock, NULL);
@@ -859,19 +948,16 @@ struct gw_workers *gw_workers_new(unsigned n, struct gw_sched *s)
 		struct worker *w = &p->w[i];
 		w->epfd = epoll_create1(EPOLL_CLOEXEC);
 		w->evfd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-		w->multi = curl_multi_init();
-		if (w->epfd < 0 || w->evfd < 0 || !w->multi)
+		w->lanes[0].multi = curl_multi_init();
+		if (w->epfd < 0 || w->evfd < 0 || !w->lanes[0].multi)
 			goto fail;
+		w->n_lanes = 1;
+		/* The connection cache is sized by worker_use_conf once a
+		 * configuration arrives. */
+		lane_setup(w, &w->lanes[0], MIN_CONNS);
 		struct epoll_event ev = { .events = EPOLLIN, .data.fd = w->evfd };
 		if (epoll_ctl(w->epfd, EPOLL_CTL_ADD, w->evfd, &ev) < 0)
 			goto fail;
-		curl_multi_setopt(w->multi, CURLMOPT_SOCKETFUNCTION, sock_cb);
-		curl_multi_setopt(w->multi, CURLMOPT_SOCKETDATA, w);
-		curl_multi_setopt(w->multi, CURLMOPT_TIMERFUNCTION, timer_cb);
-		curl_multi_setopt(w->multi, CURLMOPT_TIMERDATA, w);
-		/* Keep idle connections to providers for reuse; sized by
-		 * worker_use_conf once a configuration arrives. */
-		curl_multi_setopt(w->multi, CURLMOPT_MAXCONNECTS, (long)MIN_CONNS);
 	}
 	return p;
 fail:
@@ -963,8 +1049,11 @@ void gw_workers_free(struct gw_workers *p)
 			free(w->posts);
 			w->posts = nx;
 		}
-		if (w->multi)
-			curl_multi_cleanup(w->multi);
+		/* curl closes the lanes' connections through close_sock,
+		 * which needs w->socks: freed below. */
+		for (unsigned l = 0; l < LANES_MAX; l++)
+			if (w->lanes[l].multi)
+				curl_multi_cleanup(w->lanes[l].multi);
 		while (w->n_idle_easy)
 			curl_easy_cleanup(w->idle_easy[--w->n_idle_easy]);
 		headers_drop(w);
