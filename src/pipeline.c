@@ -89,7 +89,11 @@ static void store_answer(struct gw_pipeline *p, struct gw_job *job)
 		free(completion);
 }
 
-/* A bounded line under construction; past its end, text is dropped. */
+/*
+ * A bounded line under construction; past its end, text is dropped. An
+ * access line never gets there: its fields are bounded (request id and
+ * service 64 characters, model 256, at most 1536 once escaped).
+ */
 struct line {
 	char buf[2048];
 	size_t len;
