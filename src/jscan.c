@@ -292,6 +292,16 @@ static enum role member_role(struct scan *s, enum role obj, const unsigned char 
 	return R_NONE;
 }
 
+/* After a member or element: 1 at a comma (another follows), 0 at the
+ * closing bracket, -1 at anything else. */
+static int after_item(struct scan *s, char close)
+{
+	skip_ws(s);
+	if (s->p < s->end && (*s->p == ',' || *s->p == close))
+		return *s->p++ == ',' ? 1 : 0;
+	return -1;
+}
+
 static int scan_object(struct scan *s, enum role role)
 {
 	s->p++;
@@ -307,24 +317,15 @@ static int scan_object(struct scan *s, enum role role)
 		skip_ws(s);
 		if (s->p >= s->end || *s->p != '"' || scan_string(s, &k, &klen, &plain) < 0)
 			return -1;
-		if (memchr(k, '\0', klen))
-			return -1;
 		skip_ws(s);
 		if (s->p >= s->end || *s->p != ':')
 			return -1;
 		s->p++;
 		if (scan_value(s, member_role(s, role, k, klen, plain)) < 0)
 			return -1;
-		skip_ws(s);
-		if (s->p < s->end && *s->p == ',') {
-			s->p++;
-			continue;
-		}
-		if (s->p < s->end && *s->p == '}') {
-			s->p++;
-			return 0;
-		}
-		return -1;
+		int more = after_item(s, '}');
+		if (more <= 0)
+			return more;
 	}
 }
 
@@ -339,16 +340,9 @@ static int scan_array(struct scan *s)
 	for (;;) {
 		if (scan_value(s, R_NONE) < 0)
 			return -1;
-		skip_ws(s);
-		if (s->p < s->end && *s->p == ',') {
-			s->p++;
-			continue;
-		}
-		if (s->p < s->end && *s->p == ']') {
-			s->p++;
-			return 0;
-		}
-		return -1;
+		int more = after_item(s, ']');
+		if (more <= 0)
+			return more;
 	}
 }
 
