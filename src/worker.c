@@ -53,7 +53,16 @@ struct lane {
 	unsigned running;          /* transfers added and not yet removed */
 };
 
-struct worker;
+/*
+ * The upstream header lists of one configuration. A reload makes a new
+ * set; transfers started under the old one keep it (curl may send the
+ * headers again, on a retried connection) until the last of them ends.
+ */
+struct hdrset {
+	struct gw_config *conf;    /* a ref */
+	struct curl_slist *list[GW_PROV_COUNT];
+	unsigned users;            /* transfers using it, +1 while it is current */
+};
 
 /*
  * What the worker's epoll set holds for one socket. Sockets curl opened
@@ -78,7 +87,8 @@ struct xfer {
 	struct lane *lane;
 	CURL *easy;
 	struct gw_job *job;
-	struct curl_slist *hdrs;   /* webhook posts only; jobs use the worker's lists */
+	struct curl_slist *hdrs;   /* webhook posts only; jobs use hdrset's lists */
+	struct hdrset *hdrset;     /* jobs: the header lists in use */
 	struct gw_upstream_req req;
 	struct gw_buf resp;
 	int retry_after_s;         /* from the upstream answer, -1: none */
@@ -114,8 +124,7 @@ struct worker {
 	size_t n_socks;
 	CURL *idle_easy[IDLE_EASY_MAX]; /* reset handles kept for the next transfer */
 	unsigned n_idle_easy;
-	struct gw_config *conf;         /* what hdr_list and the cache size follow (a ref) */
-	struct curl_slist *hdr_list[GW_PROV_COUNT];
+	struct hdrset *hdrs;            /* the current configuration's header lists */
 
 	pthread_mutex_t lock;      /* guards inbox, stop, abort */
 	struct gw_job *in_head;
@@ -258,8 +267,8 @@ static void lane_setup(struct worker *w, struct lane *lane, long maxconnects)
 static long lane_maxconnects(const struct worker *w)
 {
 	long conns = 0;
-	for (int p = 0; w->conf && p < GW_PROV_COUNT; p++)
-		conns += (long)w->conf->prov[p].concurrent;
+	for (int p = 0; w->hdrs && p < GW_PROV_COUNT; p++)
+		conns += (long)w->hdrs->conf->prov[p].concurrent;
 	return conns > MIN_CONNS ? conns : MIN_CONNS;
 }
 
@@ -369,6 +378,16 @@ static size_t header_cb(char *buf, size_t size, size_t nitems, void *userdata)
 	return n;
 }
 
+static void hdrset_put(struct hdrset *h)
+{
+	if (!h || --h->users > 0)
+		return;
+	for (int p = 0; p < GW_PROV_COUNT; p++)
+		curl_slist_free_all(h->list[p]);
+	gw_config_unref(h->conf);
+	free(h);
+}
+
 /* A handle for a new transfer, with the worker's socket callbacks set. */
 static CURL *easy_get(struct worker *w)
 {
@@ -397,6 +416,7 @@ static void xfer_free(struct xfer *x)
 	if (x->easy)
 		easy_put(x->w, x->easy);
 	curl_slist_free_all(x->hdrs);
+	hdrset_put(x->hdrset);
 	gw_upstream_req_free(&x->req);
 	gw_buf_free(&x->resp);
 	gw_buf_free(&x->chunk);
@@ -442,17 +462,6 @@ static void deadline_job(struct gw_job *job)
 	gw_job_set_error(job, &err);
 }
 
-static void headers_drop(struct worker *w)
-{
-	for (int p = 0; p < GW_PROV_COUNT; p++) {
-		curl_slist_free_all(w->hdr_list[p]);
-		w->hdr_list[p] = NULL;
-	}
-	if (w->conf)
-		gw_config_unref(w->conf);
-	w->conf = NULL;
-}
-
 /*
  * What a worker derives from the configuration, redone when a reload
  * brings a new one: the header lists, and the size of curl's connection
@@ -461,15 +470,21 @@ static void headers_drop(struct worker *w)
  * allow at once; below that, each answer beyond it costs a new connection,
  * and curl's search for a free one walks them all.
  */
-static void worker_use_conf(struct worker *w, const struct gw_config *c)
+static int worker_use_conf(struct worker *w, const struct gw_config *c)
 {
-	if (w->conf == c)
-		return;
-	headers_drop(w);
-	w->conf = gw_config_ref((struct gw_config *)c);
+	if (w->hdrs && w->hdrs->conf == c)
+		return 0;
+	struct hdrset *h = calloc(1, sizeof(*h));
+	if (!h)
+		return -ENOMEM;
+	h->conf = gw_config_ref((struct gw_config *)c);
+	h->users = 1;
+	hdrset_put(w->hdrs);
+	w->hdrs = h;
 	long conns = lane_maxconnects(w);
 	for (unsigned i = 0; i < w->n_lanes; i++)
 		curl_multi_setopt(w->lanes[i].multi, CURLMOPT_MAXCONNECTS, conns);
+	return 0;
 }
 
 /*
@@ -480,8 +495,8 @@ static void worker_use_conf(struct worker *w, const struct gw_config *c)
 static struct curl_slist *provider_headers(struct worker *w, int p,
 					   const struct gw_upstream_req *req)
 {
-	if (w->hdr_list[p])
-		return w->hdr_list[p];
+	if (w->hdrs->list[p])
+		return w->hdrs->list[p];
 	struct curl_slist *list = NULL, *h;
 	for (size_t i = 0; i < req->n_headers; i++) {
 		if (!(h = curl_slist_append(list, req->headers[i])))
@@ -491,7 +506,7 @@ static struct curl_slist *provider_headers(struct worker *w, int p,
 	/* Upstream never needs the 100-continue round trip. */
 	if (!(h = curl_slist_append(list, "Expect:")))
 		goto fail;
-	w->hdr_list[p] = h;
+	w->hdrs->list[p] = h;
 	return h;
 fail:
 	curl_slist_free_all(list);
@@ -553,10 +568,11 @@ static void start_xfer(struct worker *w, struct gw_job *job)
 	x->easy = easy_get(w);
 	if (!x->easy)
 		goto oom;
-	worker_use_conf(w, c);
-	struct curl_slist *hdrs = provider_headers(w, p, &x->req);
+	struct curl_slist *hdrs = worker_use_conf(w, c) == 0 ? provider_headers(w, p, &x->req) : NULL;
 	if (!hdrs)
 		goto oom;
+	x->hdrset = w->hdrs;
+	x->hdrset->users++;
 
 	CURL *e = x->easy;
 	curl_easy_setopt(e, CURLOPT_URL, x->req.url);
@@ -1056,7 +1072,7 @@ void gw_workers_free(struct gw_workers *p)
 				curl_multi_cleanup(w->lanes[l].multi);
 		while (w->n_idle_easy)
 			curl_easy_cleanup(w->idle_easy[--w->n_idle_easy]);
-		headers_drop(w);
+		hdrset_put(w->hdrs);
 		free(w->socks);
 		if (w->epfd >= 0)
 			close(w->epfd);

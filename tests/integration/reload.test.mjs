@@ -34,3 +34,23 @@ test('SIGHUP: a changed RPM changes the limiter, requests in flight are answered
   const res = await gw.chat(chatBody('still serving'));
   assert.equal(res.status, 200);
 });
+
+test('SIGHUP: upstream headers follow the new configuration, calls in flight keep theirs', async () => {
+  const fake = await startFake('openrouter');
+  cleanup.push(() => fake.stop());
+  const gw = await startGateway({ providers: { openrouter: { fake, title: 'before-reload' } }, order: ['openrouter'] });
+  cleanup.push(() => gw.stop());
+  const titles = async () => (await fake.requests()).map((r) => r.headers['x-title']);
+
+  const first = await gw.chat(chatBody('one'));
+  assert.equal(first.status, 200, first.text);
+  const slow = gw.chat(chatBody('across the reload @fake:delay_ms=400'));
+  await waitFor('the slow call upstream', async () => (await titles()).length === 2);
+  writeFileSync(gw.conf, readFileSync(gw.conf, 'utf8').replace('title = before-reload', 'title = after-reload'));
+  gw.proc.kill('SIGHUP');
+  await waitFor('the reload', async () => /configuration reloaded/.test(gw.log()));
+  const next = await gw.chat(chatBody('two'));
+  assert.equal(next.status, 200, next.text);
+  assert.equal((await slow).status, 200);
+  assert.deepEqual(await titles(), ['before-reload', 'before-reload', 'after-reload']);
+});
