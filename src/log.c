@@ -7,7 +7,6 @@
 
 #include <errno.h>
 #include <limits.h>
-#include <stdbool.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
@@ -80,8 +79,9 @@ void gw_log_warn(const char *fmt, ...)
 
 /*
  * A thread's pending access-log lines. A write of at most PIPE_BUF bytes
- * to a pipe (or the journal's stream socket) is never split by another
- * thread's write, so a batch never cuts through someone else's line.
+ * to a pipe is never split by another thread's write (nor, being one
+ * small message, one to the journal's stream socket), so a batch never
+ * cuts through someone else's line.
  */
 struct access_batch {
 	bool on;
