@@ -890,6 +890,10 @@ struct gw_front *gw_front_start(const struct gw_front_opts *opts)
 				 * of headers is what nginx allows too. */
 				MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)(8 * 1024),
 				MHD_OPTION_LISTEN_BACKLOG_SIZE, (unsigned)4096,
+				/* Each thread resumes its own suspended connections, and
+				 * libmicrohttpd walks all of them on every resume: at
+				 * thousands waiting, two threads halve that walk. */
+				MHD_OPTION_THREAD_POOL_SIZE, opts->conf->http_threads,
 				MHD_OPTION_NOTIFY_COMPLETED, on_completed, f,
 				MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, NULL, MHD_OPTION_END);
 	if (!f->d) {

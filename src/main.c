@@ -143,8 +143,9 @@ static void reload(const struct opts *o, struct gw_config **conf, struct gw_fron
 		return;
 	}
 	if (strcmp(nc->listen_host, (*conf)->listen_host) != 0 ||
-	    nc->listen_port != (*conf)->listen_port || nc->workers != (*conf)->workers)
-		gw_log_warnx("reload: listen address and worker count change only on restart");
+	    nc->listen_port != (*conf)->listen_port || nc->workers != (*conf)->workers ||
+	    nc->http_threads != (*conf)->http_threads)
+		gw_log_warnx("reload: listen address, workers and http_threads change only on restart");
 	gw_front_set_config(front, nc);
 	gw_sched_reconfigure(sched, nc);
 	gw_config_unref(*conf);

@@ -3,7 +3,7 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { writeFileSync, mkdtempSync } from 'node:fs';
+import { writeFileSync, mkdtempSync, readdirSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { startFake, startGateway, chatBody, errorOf, waitFor, LLMGW_BIN } from './lib.mjs';
@@ -187,6 +187,23 @@ test('SIGTERM with requests in flight: every one answered, exit 0', async () => 
     assert.equal(code, 0);
     // The listener is gone: new connections are refused.
     await assert.rejects(fetch(`${g.url}/health`));
+  } finally {
+    await g.stop();
+    await fake.stop();
+  }
+});
+
+test('http_threads sets how many threads serve clients, and each answers', async () => {
+  const fake = await startFake('openrouter');
+  const g = await startGateway({
+    providers: { openrouter: { fake, rpm: 6000 } }, order: ['openrouter'], gateway: { http_threads: 3 },
+  });
+  try {
+    const names = readdirSync(`/proc/${g.pid}/task`).map((t) => readFileSync(`/proc/${g.pid}/task/${t}/comm`, 'utf8').trim());
+    assert.equal(names.filter((n) => n.startsWith('MHD-worker')).length, 3, names.join(','));
+    // Connections are spread over the threads: many at once all get answers.
+    const res = await Promise.all(Array.from({ length: 30 }, (_, i) => g.chat(chatBody(`spread ${i}`))));
+    for (const r of res) assert.equal(r.status, 200, r.text);
   } finally {
     await g.stop();
     await fake.stop();

@@ -39,7 +39,7 @@ static const char *const env_vars[] = {
 	"OPENROUTER_RPM", "ANTHROPIC_RPM", "OPENAI_RPM",
 	"OPENROUTER_CONCURRENT", "ANTHROPIC_CONCURRENT", "OPENAI_CONCURRENT",
 	"OPENROUTER_TIMEOUT", "ANTHROPIC_TIMEOUT", "OPENAI_TIMEOUT",
-	"LLMGW_CONFIG", "LLMGW_LISTEN", "LLMGW_REDIS_URL", "LLMGW_WORKERS",
+	"LLMGW_CONFIG", "LLMGW_LISTEN", "LLMGW_REDIS_URL", "LLMGW_WORKERS", "LLMGW_HTTP_THREADS",
 	"LLMGW_OPENROUTER_URL", "LLMGW_ANTHROPIC_URL", "LLMGW_OPENAI_URL",
 	"LLMGW_STATE_DIR", "STATE_DIRECTORY", "LLMGW_ADMIN_KEY",
 };
@@ -139,6 +139,7 @@ START_TEST(test_defaults_without_file)
 	ck_assert_uint_ge(c->workers, 1);
 	ck_assert_uint_eq(c->workers, (unsigned)(sysconf(_SC_NPROCESSORS_ONLN) > 1024 ? 1024
 				: sysconf(_SC_NPROCESSORS_ONLN)));
+	ck_assert_uint_eq(c->http_threads, 2);
 	ck_assert_uint_eq(c->max_body_bytes, 1048576);
 	ck_assert_uint_eq(c->upstream_max_body_bytes, 8388608);
 	ck_assert_uint_eq(c->max_connections, 10000);
@@ -220,6 +221,7 @@ START_TEST(test_shipped_conf)
 	ck_assert_str_eq(c->listen_host, d->listen_host);
 	ck_assert_uint_eq(c->listen_port, d->listen_port);
 	ck_assert_uint_eq(c->workers, d->workers);
+	ck_assert_uint_eq(c->http_threads, d->http_threads);
 	ck_assert_uint_eq(c->max_body_bytes, d->max_body_bytes);
 	ck_assert_uint_eq(c->upstream_max_body_bytes, d->upstream_max_body_bytes);
 	ck_assert_uint_eq(c->max_connections, d->max_connections);
@@ -309,6 +311,7 @@ START_TEST(test_env_wins_over_file)
 	setenv("LLM_DEFAULT_MODEL", "anthropic/claude-3-haiku", 1);
 	setenv("LLMGW_REDIS_URL", "redis://cache.local:6380/2", 1);
 	setenv("LLMGW_WORKERS", "3", 1);
+	setenv("LLMGW_HTTP_THREADS", "4", 1);
 	setenv("OPENROUTER_CONCURRENT", "8", 1);
 	c = load_ok("[gateway]\nlisten = 0.0.0.0:1\ndefault_model = x\nworkers = 1\n"
 		    "[provider.openai]\nrpm = 5\napi_key = sk-file\nurl = https://a.example/v1\n"
@@ -325,6 +328,7 @@ START_TEST(test_env_wins_over_file)
 	ck_assert_str_eq(c->default_model, "anthropic/claude-3-haiku");
 	ck_assert_str_eq(c->redis_url, "redis://cache.local:6380/2");
 	ck_assert_uint_eq(c->workers, 3);
+	ck_assert_uint_eq(c->http_threads, 4);
 	ck_assert_uint_eq(c->prov[GW_PROV_OPENROUTER].concurrent, 8);
 	gw_config_unref(c);
 	rm_tmp();
@@ -481,6 +485,7 @@ static const struct bad_case {
 	{ "[gateway]\nmax_body_bytes = 1023\n", 2,
 	  "[gateway] max_body_bytes: must be an integer 1024..67108864" },
 	{ "[gateway]\nworkers = 1025\n", 2, "[gateway] workers: must be an integer 0..1024" },
+	{ "[gateway]\nhttp_threads = 0\n", 2, "[gateway] http_threads: must be an integer 1..64" },
 	{ "[gateway]\ndefault_model =\n", 2, "[gateway] default_model: must not be empty" },
 	{ "[gateway]\nstate_dir =\n", 2, "[gateway] state_dir: must not be empty" },
 	{ "[queue]\nlow_max = 0\n", 2, "[queue] low_max: must be an integer 1..1000000" },
