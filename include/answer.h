@@ -17,7 +17,8 @@
 char *gw_answer_pack(const char *completion, size_t len, const struct gw_usage *u, gw_pusd cost,
 		     size_t *outlen);
 
-/* Reads an envelope; *completion is malloc'd. Returns 0 or -EINVAL. */
+/* Reads an envelope; *completion is malloc'd. Returns 0, -EINVAL (not
+ * an envelope of this version) or -ENOMEM. */
 int gw_answer_unpack(const char *env, size_t len, char **completion, size_t *clen,
 		     struct gw_usage *u, gw_pusd *cost);
 

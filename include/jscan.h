@@ -1,11 +1,12 @@
 /*
  * jscan.h - checks a JSON text without building it, and reads the few
- * values an OpenAI-dialect answer is billed by.
+ * values the gateway needs of it: the usage an OpenAI-dialect answer is
+ * billed by, and the parts of a cached answer's envelope.
  *
- * A non-streamed OpenAI answer goes back to the client byte for byte, so
- * building a tree of it (an allocation per value, a copy of every string)
- * only to read three numbers costs more than the rest of the request's
- * handling. The scan accepts exactly the texts jansson's json_loadb
+ * A non-streamed OpenAI answer goes back to the client byte for byte, and
+ * a cached one as it was stored, so building a tree of them (an
+ * allocation per value, a copy of every string) only to read three
+ * numbers costs more than the rest of the request's handling. The scan accepts exactly the texts jansson's json_loadb
  * accepts with flags 0 (RFC 8259 with a top-level object or array, UTF-8
  * checked, no "\u0000", integers within int64, reals that do not
  * overflow, nesting up to 2048 values deep), which the unit tests check
@@ -41,5 +42,27 @@ struct gw_jscan_answer {
  * as its last occurrence, as in jansson.
  */
 int gw_jscan_answer(const char *text, size_t len, struct gw_jscan_answer *out);
+
+/* Where a member's value lies in the text. */
+struct gw_jscan_span {
+	bool object;       /* the member exists and its value is an object */
+	size_t off;        /* of its first byte */
+	size_t len;
+};
+
+/* The members of answer.c's cache envelope. */
+struct gw_jscan_envelope {
+	bool object;                  /* the top-level value is an object */
+	struct gw_jscan_num v;
+	struct gw_jscan_span completion;
+	bool usage_object;
+	struct gw_jscan_num prompt_tokens;     /* usage.prompt_tokens */
+	struct gw_jscan_num completion_tokens; /* usage.completion_tokens */
+	struct gw_jscan_num cost_pusd;
+};
+
+/* The same check for a cache envelope; the completion's bytes are left
+ * where they are, text + completion.off. */
+int gw_jscan_envelope(const char *text, size_t len, struct gw_jscan_envelope *out);
 
 #endif

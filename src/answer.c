@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "buf.h"
+#include "jscan.h"
 
 char *gw_answer_pack(const char *completion, size_t len, const struct gw_usage *u, gw_pusd cost,
 		     size_t *outlen)
@@ -29,33 +30,31 @@ char *gw_answer_pack(const char *completion, size_t len, const struct gw_usage *
 	return s;
 }
 
+/*
+ * Read on every cache hit, so without a jansson tree: the envelope is
+ * checked by a scan and the completion's bytes copied out as stored (as
+ * gw_answer_pack wrote them, compact).
+ */
 int gw_answer_unpack(const char *env, size_t len, char **completion, size_t *clen,
 		     struct gw_usage *u, gw_pusd *cost)
 {
-	int rc = -EINVAL;
-	json_int_t v = 0, pt = 0, ct = 0, pusd = 0;
-	json_t *c = NULL;
-	json_t *root = json_loadb(env, len, 0, NULL);
-	if (!root || json_unpack(root, "{s:I, s:o, s:{s:I, s:I}, s:I}", "v", &v, "completion", &c,
-				 "usage", "prompt_tokens", &pt, "completion_tokens", &ct,
-				 "cost_pusd", &pusd) < 0)
-		goto out;
-	if (v != 1 || !json_is_object(c) || pt < 0 || ct < 0 || pusd < 0)
-		goto out;
-	*completion = json_dumps(c, JSON_COMPACT);
-	if (!*completion) {
-		rc = -ENOMEM;
-		goto out;
-	}
-	*clen = strlen(*completion);
+	struct gw_jscan_envelope e;
+	if (gw_jscan_envelope(env, len, &e) < 0 || !e.object || !e.v.integer || e.v.i != 1 ||
+	    !e.completion.object || !e.usage_object || !e.prompt_tokens.integer ||
+	    !e.completion_tokens.integer || !e.cost_pusd.integer || e.prompt_tokens.i < 0 ||
+	    e.completion_tokens.i < 0 || e.cost_pusd.i < 0)
+		return -EINVAL;
+	*completion = malloc(e.completion.len + 1);
+	if (!*completion)
+		return -ENOMEM;
+	memcpy(*completion, env + e.completion.off, e.completion.len);
+	(*completion)[e.completion.len] = '\0';
+	*clen = e.completion.len;
 	memset(u, 0, sizeof(*u));
-	u->prompt_tokens = pt;
-	u->completion_tokens = ct;
-	*cost = pusd;
-	rc = 0;
-out:
-	json_decref(root);
-	return rc;
+	u->prompt_tokens = e.prompt_tokens.i;
+	u->completion_tokens = e.completion_tokens.i;
+	*cost = e.cost_pusd.i;
+	return 0;
 }
 
 /* Merges one streamed tool-call delta into the assembled list. */

@@ -1,34 +1,43 @@
 /*
- * jscan.c - a JSON well-formedness check that builds nothing, reading the
- * billing numbers of an OpenAI-dialect answer on the way. See jscan.h.
+ * jscan.c - a JSON well-formedness check that builds nothing, reading a
+ * few members on the way. See jscan.h.
  *
  * A recursive-descent walk over the bytes, following jansson's lexer rule
- * for rule so that "parses" means the same thing here and there.
+ * for rule so that "parses" means the same thing here and there. What to
+ * read is a table of members per object (struct member), each naming
+ * where in the caller's output struct its value goes.
  */
 #include "jscan.h"
 
 #include <errno.h>
 #include <math.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
 #define MAX_DEPTH 2048 /* jansson's JSON_PARSER_MAX_DEPTH */
 
-/* What the value being scanned is to the caller. */
+/* What a member's value is to the caller, and what its target holds. */
 enum role {
-	R_NONE,
-	R_TOP,
-	R_CHOICES,
-	R_USAGE,
-	R_NUM, /* store into scan.num */
+	R_NUM,      /* struct gw_jscan_num, when the value is a number */
+	R_IS_ARRAY, /* bool: the value is an array */
+	R_SPAN,     /* struct gw_jscan_span: where the value lies */
+	R_OBJECT,   /* bool: the value is an object; its members by inner */
+};
+
+struct member {
+	const char *name;
+	enum role role;
+	size_t off;                  /* of the target in the output struct */
+	const struct member *inner;  /* R_OBJECT: its members, ending in { NULL } */
 };
 
 struct scan {
+	const unsigned char *start;
 	const unsigned char *p;
 	const unsigned char *end;
 	unsigned depth;
-	struct gw_jscan_answer *out;
-	struct gw_jscan_num *num; /* for R_NUM */
+	void *out;
 };
 
 static void skip_ws(struct scan *s)
@@ -266,30 +275,39 @@ static bool key_is(const unsigned char *k, size_t len, bool plain, const char *n
 	return p == end;
 }
 
-static int scan_value(struct scan *s, enum role role);
+static int scan_value(struct scan *s, const struct member *m);
 
-/* The role of a member's value, from the object's role and the key. */
-static enum role member_role(struct scan *s, enum role obj, const unsigned char *k, size_t len,
-			     bool plain)
+static void *target(struct scan *s, const struct member *m)
 {
-	struct gw_jscan_answer *o = s->out;
-	if (obj == R_TOP) {
-		if (key_is(k, len, plain, "choices"))
-			return R_CHOICES;
-		if (key_is(k, len, plain, "usage"))
-			return R_USAGE;
-	} else if (obj == R_USAGE) {
-		if (key_is(k, len, plain, "prompt_tokens"))
-			s->num = &o->prompt_tokens;
-		else if (key_is(k, len, plain, "completion_tokens"))
-			s->num = &o->completion_tokens;
-		else if (key_is(k, len, plain, "cost"))
-			s->num = &o->cost;
-		else
-			return R_NONE;
-		return R_NUM;
+	return (char *)s->out + m->off;
+}
+
+/* A member seen again counts as its last occurrence: forget the first. */
+static void reset(struct scan *s, const struct member *m)
+{
+	switch (m->role) {
+	case R_NUM:
+		*(struct gw_jscan_num *)target(s, m) = (struct gw_jscan_num){ 0 };
+		break;
+	case R_SPAN:
+		*(struct gw_jscan_span *)target(s, m) = (struct gw_jscan_span){ 0 };
+		break;
+	case R_IS_ARRAY:
+	case R_OBJECT:
+		*(bool *)target(s, m) = false;
+		for (const struct member *in = m->role == R_OBJECT ? m->inner : NULL; in && in->name; in++)
+			reset(s, in);
+		break;
 	}
-	return R_NONE;
+}
+
+static const struct member *find_member(const struct member *table, const unsigned char *k,
+					 size_t len, bool plain)
+{
+	for (; table && table->name; table++)
+		if (key_is(k, len, plain, table->name))
+			return table;
+	return NULL;
 }
 
 /* After a member or element: 1 at a comma (another follows), 0 at the
@@ -302,7 +320,7 @@ static int after_item(struct scan *s, char close)
 	return -1;
 }
 
-static int scan_object(struct scan *s, enum role role)
+static int scan_object(struct scan *s, const struct member *table)
 {
 	s->p++;
 	skip_ws(s);
@@ -321,7 +339,7 @@ static int scan_object(struct scan *s, enum role role)
 		if (s->p >= s->end || *s->p != ':')
 			return -1;
 		s->p++;
-		if (scan_value(s, member_role(s, role, k, klen, plain)) < 0)
+		if (scan_value(s, find_member(table, k, klen, plain)) < 0)
 			return -1;
 		int more = after_item(s, '}');
 		if (more <= 0)
@@ -338,7 +356,7 @@ static int scan_array(struct scan *s)
 		return 0;
 	}
 	for (;;) {
-		if (scan_value(s, R_NONE) < 0)
+		if (scan_value(s, NULL) < 0)
 			return -1;
 		int more = after_item(s, ']');
 		if (more <= 0)
@@ -346,29 +364,23 @@ static int scan_array(struct scan *s)
 	}
 }
 
-static int scan_value(struct scan *s, enum role role)
+/* One value; m says what to record of it (NULL: nothing). */
+static int scan_value(struct scan *s, const struct member *m)
 {
-	struct gw_jscan_answer *o = s->out;
-	struct gw_jscan_num *num = role == R_NUM ? s->num : NULL;
 	int rc;
 	skip_ws(s);
 	if (s->p >= s->end || ++s->depth > MAX_DEPTH)
 		return -1;
 	unsigned char c = *s->p;
-	/* A repeated member counts as its last occurrence: reset first. */
-	if (num)
-		*num = (struct gw_jscan_num){ 0 };
-	if (role == R_CHOICES)
-		o->choices_array = c == '[';
-	if (role == R_USAGE) {
-		o->usage_object = c == '{';
-		o->prompt_tokens = o->completion_tokens = o->cost = (struct gw_jscan_num){ 0 };
+	const unsigned char *from = s->p;
+	if (m) {
+		reset(s, m);
+		if (m->role == R_IS_ARRAY || m->role == R_OBJECT)
+			*(bool *)target(s, m) = c == (m->role == R_OBJECT ? '{' : '[');
 	}
-	if (role == R_TOP)
-		o->object = c == '{';
 
 	if (c == '{') {
-		rc = scan_object(s, role);
+		rc = scan_object(s, m && m->role == R_OBJECT ? m->inner : NULL);
 	} else if (c == '[') {
 		rc = scan_array(s);
 	} else if (c == '"') {
@@ -377,7 +389,7 @@ static int scan_value(struct scan *s, enum role role)
 		bool plain;
 		rc = scan_string(s, &str, &len, &plain);
 	} else if (c == '-' || (c >= '0' && c <= '9')) {
-		rc = scan_number(s, num);
+		rc = scan_number(s, m && m->role == R_NUM ? target(s, m) : NULL);
 	} else if (c == 't') {
 		rc = scan_literal(s, "true");
 	} else if (c == 'f') {
@@ -387,28 +399,77 @@ static int scan_value(struct scan *s, enum role role)
 	} else {
 		rc = -1;
 	}
+	if (rc == 0 && m && m->role == R_SPAN)
+		*(struct gw_jscan_span *)target(s, m) = (struct gw_jscan_span){
+			.object = c == '{',
+			.off = (size_t)(from - s->start),
+			.len = (size_t)(s->p - from),
+		};
 	s->depth--;
 	return rc;
 }
 
-int gw_jscan_answer(const char *text, size_t len, struct gw_jscan_answer *out)
+/* Scans a whole text (an object or array at the top) by the member
+ * table of root, into out (size bytes, zeroed first and on failure). */
+static int scan_text(const char *text, size_t len, const struct member *root, void *out,
+		     size_t size)
 {
 	struct scan s = {
+		.start = (const unsigned char *)text,
 		.p = (const unsigned char *)text,
 		.end = (const unsigned char *)text + len,
 		.out = out,
 	};
-	memset(out, 0, sizeof(*out));
+	memset(out, 0, size);
 	skip_ws(&s);
 	if (s.p >= s.end || (*s.p != '{' && *s.p != '['))
 		goto bad;
-	if (scan_value(&s, R_TOP) < 0)
+	if (scan_value(&s, root) < 0)
 		goto bad;
 	skip_ws(&s);
 	if (s.p != s.end)
 		goto bad;
 	return 0;
 bad:
-	memset(out, 0, sizeof(*out));
+	memset(out, 0, size);
 	return -EINVAL;
+}
+
+#define ANS(f) offsetof(struct gw_jscan_answer, f)
+static const struct member answer_usage[] = {
+	{ "prompt_tokens", R_NUM, ANS(prompt_tokens), NULL },
+	{ "completion_tokens", R_NUM, ANS(completion_tokens), NULL },
+	{ "cost", R_NUM, ANS(cost), NULL },
+	{ NULL, R_NUM, 0, NULL },
+};
+static const struct member answer_top[] = {
+	{ "choices", R_IS_ARRAY, ANS(choices_array), NULL },
+	{ "usage", R_OBJECT, ANS(usage_object), answer_usage },
+	{ NULL, R_NUM, 0, NULL },
+};
+static const struct member answer_root = { "", R_OBJECT, ANS(object), answer_top };
+
+int gw_jscan_answer(const char *text, size_t len, struct gw_jscan_answer *out)
+{
+	return scan_text(text, len, &answer_root, out, sizeof(*out));
+}
+
+#define ENV(f) offsetof(struct gw_jscan_envelope, f)
+static const struct member envelope_usage[] = {
+	{ "prompt_tokens", R_NUM, ENV(prompt_tokens), NULL },
+	{ "completion_tokens", R_NUM, ENV(completion_tokens), NULL },
+	{ NULL, R_NUM, 0, NULL },
+};
+static const struct member envelope_top[] = {
+	{ "v", R_NUM, ENV(v), NULL },
+	{ "completion", R_SPAN, ENV(completion), NULL },
+	{ "usage", R_OBJECT, ENV(usage_object), envelope_usage },
+	{ "cost_pusd", R_NUM, ENV(cost_pusd), NULL },
+	{ NULL, R_NUM, 0, NULL },
+};
+static const struct member envelope_root = { "", R_OBJECT, ENV(object), envelope_top };
+
+int gw_jscan_envelope(const char *text, size_t len, struct gw_jscan_envelope *out)
+{
+	return scan_text(text, len, &envelope_root, out, sizeof(*out));
 }

@@ -4,6 +4,7 @@
  */
 #include <check.h>
 #include <errno.h>
+#include <stdbool.h>
 #include <jansson.h>
 #include <stdlib.h>
 #include <string.h>
@@ -45,6 +46,125 @@ START_TEST(envelope_round_trip)
 	for (unsigned i = 0; i < 3; i++)
 		ck_assert_int_eq(gw_answer_unpack(bad[i], strlen(bad[i]), &back, &clen, &u2, &cost),
 				 -EINVAL);
+}
+END_TEST
+
+/* The envelope reader as it was, on a jansson tree: the reference the
+ * scanning reader must agree with. */
+static int reference_unpack(const char *env, size_t len, char **out, struct gw_usage *u,
+			    gw_pusd *cost)
+{
+	int rc = -EINVAL;
+	json_int_t v = 0, pt = 0, ct = 0, pusd = 0;
+	json_t *c = NULL;
+	json_t *root = json_loadb(env, len, 0, NULL);
+	if (!root || json_unpack(root, "{s:I, s:o, s:{s:I, s:I}, s:I}", "v", &v, "completion", &c,
+				 "usage", "prompt_tokens", &pt, "completion_tokens", &ct,
+				 "cost_pusd", &pusd) < 0)
+		goto out;
+	if (v != 1 || !json_is_object(c) || pt < 0 || ct < 0 || pusd < 0)
+		goto out;
+	*out = json_dumps(c, JSON_COMPACT);
+	u->prompt_tokens = pt;
+	u->completion_tokens = ct;
+	*cost = pusd;
+	rc = 0;
+out:
+	json_decref(root);
+	return rc;
+}
+
+/* Both readers on one text: the same verdict, numbers and completion. */
+static void unpack_agrees(const char *env, size_t len, bool same_bytes)
+{
+	char *got = NULL, *want = NULL;
+	size_t glen = 0;
+	struct gw_usage gu = { 0 }, wu = { 0 };
+	gw_pusd gc = 0, wc = 0;
+	int rc = gw_answer_unpack(env, len, &got, &glen, &gu, &gc);
+	int ref = reference_unpack(env, len, &want, &wu, &wc);
+	ck_assert_msg(rc == ref, "scan %d, jansson %d for [%.*s]", rc, ref, (int)len, env);
+	if (rc == 0) {
+		ck_assert_int_eq(gu.prompt_tokens, wu.prompt_tokens);
+		ck_assert_int_eq(gu.completion_tokens, wu.completion_tokens);
+		ck_assert_int_eq(gc, wc);
+		if (same_bytes)
+			ck_assert_str_eq(got, want);
+		json_t *a = json_loads(got, 0, NULL), *b = json_loads(want, 0, NULL);
+		ck_assert_msg(a && json_equal(a, b), "completions differ for [%.*s]", (int)len, env);
+		json_decref(a);
+		json_decref(b);
+		ck_assert_uint_eq(glen, strlen(got));
+	}
+	free(got);
+	free(want);
+}
+
+/* What gw_answer_pack writes reads back byte for byte; anything else is
+ * read exactly as the jansson reader did, including seeded mutations. */
+START_TEST(envelope_reader_matches_jansson)
+{
+	const char *completions[] = {
+		completion,
+		"{}",
+		"{\"a\":\"\\u00e9\\n\\\"q\\\"\",\"b\":[1,2.5,-3e-7,true,null,{\"c\":{}}]}",
+	};
+	char *envs[3];
+	size_t lens[3];
+	for (int i = 0; i < 3; i++) {
+		struct gw_usage u = { .prompt_tokens = i * 7, .completion_tokens = 11 };
+		envs[i] = gw_answer_pack(completions[i], strlen(completions[i]), &u, 1000 + i, &lens[i]);
+		ck_assert_ptr_nonnull(envs[i]);
+		unpack_agrees(envs[i], lens[i], true);
+	}
+	const char *corpus[] = {
+		"", "[]", "{}", "{\"v\":1}",
+		"{\"v\":1,\"completion\":{},\"usage\":{\"prompt_tokens\":1,\"completion_tokens\":2},\"cost_pusd\":3}",
+		"{\"v\":1.0,\"completion\":{},\"usage\":{\"prompt_tokens\":1,\"completion_tokens\":2},\"cost_pusd\":3}",
+		"{\"v\":1,\"completion\":[],\"usage\":{\"prompt_tokens\":1,\"completion_tokens\":2},\"cost_pusd\":3}",
+		"{\"v\":1,\"completion\":{},\"usage\":{\"prompt_tokens\":1},\"cost_pusd\":3}",
+		"{\"v\":1,\"completion\":{},\"usage\":[],\"cost_pusd\":3}",
+		"{\"v\":1,\"completion\":{},\"usage\":{\"prompt_tokens\":1,\"completion_tokens\":2},\"cost_pusd\":\"3\"}",
+		"{\"v\":1,\"completion\":{\"x\":1},\"completion\":{\"y\":2},\"usage\":{\"prompt_tokens\":1,"
+		"\"completion_tokens\":2},\"usage\":{\"prompt_tokens\":5,\"completion_tokens\":6},\"cost_pusd\":3}",
+		" { \"cost_pusd\" : 3 , \"usage\" : { \"completion_tokens\" : 2 , \"prompt_tokens\" : 1 } ,"
+		" \"completion\" : { \"k\" : [ 1 , 2 ] } , \"v\" : 1 , \"extra\" : null } ",
+		"{\"v\":1,\"completion\":{},\"usage\":{\"prompt_tokens\":-1,\"completion_tokens\":2},\"cost_pusd\":3}",
+		"{\"v\":1,\"completion\":{},\"usage\":{\"prompt_tokens\":1,\"completion_tokens\":2},\"cost_pusd\":3}x",
+	};
+	for (size_t i = 0; i < sizeof(corpus) / sizeof(corpus[0]); i++)
+		unpack_agrees(corpus[i], strlen(corpus[i]), false);
+
+	static const char ins[] = "{}[]\",:\\-+.0123456789eEtrufalsnv \t\x80\xc3\xa9";
+	char buf[2048];
+	unsigned seed = 4242;
+	for (int round = 0; round < 20000; round++) {
+		const char *src = envs[round % 3];
+		size_t n = lens[round % 3];
+		ck_assert_uint_lt(n, sizeof(buf) - 8);
+		memcpy(buf, src, n);
+		int edits = 1 + (int)(rand_r(&seed) % 2);
+		for (int e = 0; e < edits && n > 0; e++) {
+			size_t at = (size_t)rand_r(&seed) % n;
+			switch (rand_r(&seed) % 3) {
+			case 0:
+				buf[at] = ins[(size_t)rand_r(&seed) % (sizeof(ins) - 1)];
+				break;
+			case 1:
+				memmove(buf + at, buf + at + 1, n - at - 1);
+				n--;
+				break;
+			default:
+				memmove(buf + at + 1, buf + at, n - at);
+				buf[at] = ins[(size_t)rand_r(&seed) % (sizeof(ins) - 1)];
+				n++;
+				break;
+			}
+		}
+		unpack_agrees(buf, n, false);
+	}
+	for (int i = 0; i < 3; i++)
+		free(envs[i]);
 }
 END_TEST
 
@@ -160,6 +280,7 @@ Suite *answer_suite(void)
 	TCase *tc = tcase_create("core");
 	tcase_set_timeout(tc, 5);
 	tcase_add_test(tc, envelope_round_trip);
+	tcase_add_test(tc, envelope_reader_matches_jansson);
 	tcase_add_test(tc, replay_then_assemble);
 	tcase_add_test(tc, assemble_pieces_and_tool_calls);
 	tcase_add_test(tc, async_ids_and_records);
