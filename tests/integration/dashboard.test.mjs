@@ -208,9 +208,15 @@ test('the dashboard shows /stats: names, totals, charts, live tables, exports', 
 
 test('queues and limiters are live, and the page refreshes every 5 s', { timeout: 60000 }, async () => {
   const before = (await stats()).totals.requests;
-  // Four slow calls on two slots: two in flight, two queued.
-  const slow = Array.from({ length: 4 }, (_, i) => gw.chat(chatBody(`slow ${i} @fake:delay_ms=4000 @fake:cost=0.002`),
-    { 'X-Service-Name': SERVICES[i % 3], 'X-Priority': i < 2 ? 'MEDIUM' : 'LOW' }));
+  // Four slow calls on two slots: two in flight, two queued. The queued
+  // two are sent once the first two hold the slots: connections are
+  // served by several threads, so sending all four at once leaves which
+  // two run first to chance.
+  const call = (i) => gw.chat(chatBody(`slow ${i} @fake:delay_ms=4000 @fake:cost=0.002`),
+    { 'X-Service-Name': SERVICES[i % 3], 'X-Priority': i < 2 ? 'MEDIUM' : 'LOW' });
+  const slow = [call(0), call(1)];
+  await waitFor('two in flight', async () => (await stats()).limiters.openrouter.in_flight === 2);
+  slow.push(call(2), call(3));
   await waitFor('two in flight and two queued', async () => {
     const s = await stats();
     return s.limiters.openrouter.in_flight === 2 && s.queues.LOW.depth === 2;
