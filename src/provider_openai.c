@@ -74,22 +74,46 @@ out:
 	return rc;
 }
 
+/*
+ * The billing rules for an OpenAI usage object, whichever reader found
+ * its numbers: token counts are integers >= 0, and a provider's cost a
+ * number of dollars in [0, 1e6).
+ */
+static void usage_from(const struct gw_jscan_num *p, const struct gw_jscan_num *c,
+		       const struct gw_jscan_num *cost, struct gw_usage *u)
+{
+	if (p->integer && p->i >= 0)
+		u->prompt_tokens = p->i;
+	if (c->integer && c->i >= 0)
+		u->completion_tokens = c->i;
+	if (cost->present && cost->d >= 0 && cost->d < 1e6) {
+		u->has_cost = true;
+		u->cost = (gw_pusd)llround(cost->d * (double)GW_PUSD_PER_USD);
+	}
+}
+
+/* A jansson value in the scanner's terms. */
+static struct gw_jscan_num num_of(json_t *v)
+{
+	struct gw_jscan_num n = { 0 };
+	if (json_is_number(v)) {
+		n.present = true;
+		n.integer = json_is_integer(v);
+		n.i = n.integer ? json_integer_value(v) : 0;
+		n.d = json_number_value(v);
+	}
+	return n;
+}
+
 void gw_openai_read_usage(const void *usage_json, struct gw_usage *u)
 {
 	json_t *usage = (json_t *)usage_json;
 	if (!json_is_object(usage))
 		return;
-	json_t *p = json_object_get(usage, "prompt_tokens");
-	json_t *c = json_object_get(usage, "completion_tokens");
-	json_t *cost = json_object_get(usage, "cost");
-	if (json_is_integer(p) && json_integer_value(p) >= 0)
-		u->prompt_tokens = json_integer_value(p);
-	if (json_is_integer(c) && json_integer_value(c) >= 0)
-		u->completion_tokens = json_integer_value(c);
-	if (json_is_number(cost) && json_number_value(cost) >= 0 && json_number_value(cost) < 1e6) {
-		u->has_cost = true;
-		u->cost = (gw_pusd)llround(json_number_value(cost) * (double)GW_PUSD_PER_USD);
-	}
+	struct gw_jscan_num p = num_of(json_object_get(usage, "prompt_tokens"));
+	struct gw_jscan_num c = num_of(json_object_get(usage, "completion_tokens"));
+	struct gw_jscan_num cost = num_of(json_object_get(usage, "cost"));
+	usage_from(&p, &c, &cost, u);
 }
 
 /* Short text for the attempt list: the upstream error message if any. */
@@ -117,19 +141,6 @@ static void wrap_error(struct gw_up_result *out, int status, const char *msg)
 	json_decref(root);
 }
 
-/* The billing numbers of a scanned answer, by gw_openai_read_usage's rules. */
-static void scanned_usage(const struct gw_jscan_answer *a, struct gw_usage *u)
-{
-	if (a->prompt_tokens.integer && a->prompt_tokens.i >= 0)
-		u->prompt_tokens = a->prompt_tokens.i;
-	if (a->completion_tokens.integer && a->completion_tokens.i >= 0)
-		u->completion_tokens = a->completion_tokens.i;
-	if (a->cost.present && a->cost.d >= 0 && a->cost.d < 1e6) {
-		u->has_cost = true;
-		u->cost = (gw_pusd)llround(a->cost.d * (double)GW_PUSD_PER_USD);
-	}
-}
-
 void gw_openai_parse(int http_status, const char *body, size_t len, const char *client_model,
 		     struct gw_up_result *out)
 {
@@ -145,7 +156,7 @@ void gw_openai_parse(int http_status, const char *body, size_t len, const char *
 			snprintf(out->reason, sizeof(out->reason), "unparseable body");
 			goto out;
 		}
-		scanned_usage(&a, &out->usage);
+		usage_from(&a.prompt_tokens, &a.completion_tokens, &a.cost, &out->usage);
 		out->verdict = GW_VERDICT_OK;
 		out->body = malloc(len + 1);
 		if (!out->body) {
