@@ -44,7 +44,7 @@ OBJS     := $(SRCS:src/%.c=$(BUILD)/%.o) $(BUILD)/assets.o
 LIB_OBJS := $(filter-out $(BUILD)/main.o,$(OBJS))
 UNIT_SRCS := $(addprefix tests/unit/,check_main.c check_queue.c check_limiter.c \
 	      check_request.c check_config.c check_anthropic.c check_sse.c \
-	      check_ledger.c check_cache.c check_answer.c check_jscan.c)
+	      check_ledger.c check_cache.c check_answer.c check_jscan.c mutate.c)
 
 # The dashboard page and Chart.js are compiled in (scripts/embed.sh). The
 # chart library comes from Debian's libjs-chart.js; CHARTJS=/path/chart.js

@@ -11,6 +11,7 @@
 
 #include "answer.h"
 #include "async.h"
+#include "mutate.h"
 
 static const char completion[] =
 	"{\"id\":\"chatcmpl-1\",\"object\":\"chat.completion\",\"created\":7,\"model\":\"m\","
@@ -143,24 +144,7 @@ START_TEST(envelope_reader_matches_jansson)
 		size_t n = lens[round % 3];
 		ck_assert_uint_lt(n, sizeof(buf) - 8);
 		memcpy(buf, src, n);
-		int edits = 1 + (int)(rand_r(&seed) % 2);
-		for (int e = 0; e < edits && n > 0; e++) {
-			size_t at = (size_t)rand_r(&seed) % n;
-			switch (rand_r(&seed) % 3) {
-			case 0:
-				buf[at] = ins[(size_t)rand_r(&seed) % (sizeof(ins) - 1)];
-				break;
-			case 1:
-				memmove(buf + at, buf + at + 1, n - at - 1);
-				n--;
-				break;
-			default:
-				memmove(buf + at + 1, buf + at, n - at);
-				buf[at] = ins[(size_t)rand_r(&seed) % (sizeof(ins) - 1)];
-				n++;
-				break;
-			}
-		}
+		n = gw_test_mutate(buf, n, sizeof(buf) - 1, ins, 3, 2, &seed);
 		unpack_agrees(buf, n, false);
 	}
 	for (int i = 0; i < 3; i++)

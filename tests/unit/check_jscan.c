@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "jscan.h"
+#include "mutate.h"
 
 /* What jansson makes of the same text, in the scanner's terms. */
 static int reference(const char *text, size_t len, struct gw_jscan_answer *out)
@@ -164,27 +165,7 @@ START_TEST(test_mutations)
 		const char *src = seeds[round % 3];
 		size_t n = strlen(src);
 		memcpy(buf, src, n);
-		int edits = 1 + (int)(rand_r(&seed) % 3);
-		for (int e = 0; e < edits && n > 0 && n < sizeof(buf) - 1; e++) {
-			size_t at = (size_t)rand_r(&seed) % n;
-			switch (rand_r(&seed) % 4) {
-			case 0: /* replace */
-				buf[at] = ins[(size_t)rand_r(&seed) % (sizeof(ins) - 1)];
-				break;
-			case 1: /* delete */
-				memmove(buf + at, buf + at + 1, n - at - 1);
-				n--;
-				break;
-			case 2: /* insert */
-				memmove(buf + at + 1, buf + at, n - at);
-				buf[at] = ins[(size_t)rand_r(&seed) % (sizeof(ins) - 1)];
-				n++;
-				break;
-			default: /* cut */
-				n = at;
-				break;
-			}
-		}
+		n = gw_test_mutate(buf, n, sizeof(buf) - 1, ins, 4, 3, &seed);
 		same_as_jansson(buf, n);
 	}
 }
