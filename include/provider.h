@@ -55,15 +55,23 @@ struct gw_up_result {
 void gw_up_result_free(struct gw_up_result *r);
 
 /*
- * Builds the request for provider pc (speaking dialect pc->dialect) to
- * run chat as upstream_model. Returns 0, or -EINVAL with err filled (a
- * request this dialect cannot express; the caller skips the provider),
- * or -ENOMEM. The headers depend on pc and the provider only, never on
- * chat: workers keep one list of them per provider and configuration.
+ * Builds the URL and body of the request for provider pc (speaking dialect
+ * pc->dialect) to run chat as upstream_model. Returns 0, or -EINVAL with
+ * err filled (a request this dialect cannot express; the caller skips the
+ * provider), or -ENOMEM.
  */
-int gw_provider_build(const struct gw_provider_conf *pc, enum gw_provider_id id,
-		      const struct gw_chat *chat, const char *upstream_model,
-		      struct gw_upstream_req *out, struct gw_error *err);
+int gw_provider_build(const struct gw_provider_conf *pc, const struct gw_chat *chat,
+		      const char *upstream_model, struct gw_upstream_req *out,
+		      struct gw_error *err);
+
+/*
+ * Adds provider id's request headers (its key, content type, ...) to out.
+ * They depend on pc and the provider only, never on a request, so
+ * workers build them once per provider and configuration. Returns 0,
+ * -E2BIG or -ENOMEM.
+ */
+int gw_provider_headers(const struct gw_provider_conf *pc, enum gw_provider_id id,
+			struct gw_upstream_req *out);
 
 /*
  * Classifies a complete, non-streamed upstream answer. client_model is
@@ -73,15 +81,17 @@ void gw_provider_parse(const struct gw_provider_conf *pc, enum gw_provider_id id
 		       int http_status, const char *body, size_t len, const char *client_model,
 		       struct gw_up_result *out);
 
-/* Per-dialect halves, called by the two functions above. */
-int gw_openai_build(const struct gw_provider_conf *pc, enum gw_provider_id id,
-		    const struct gw_chat *chat, const char *upstream_model,
-		    struct gw_upstream_req *out, struct gw_error *err);
+/* Per-dialect halves, called by the functions above. */
+int gw_openai_build(const struct gw_provider_conf *pc, const struct gw_chat *chat,
+		    const char *upstream_model, struct gw_upstream_req *out, struct gw_error *err);
+int gw_openai_headers(const struct gw_provider_conf *pc, enum gw_provider_id id,
+		      struct gw_upstream_req *out);
 void gw_openai_parse(int http_status, const char *body, size_t len, const char *client_model,
 		     struct gw_up_result *out);
 int gw_anthropic_build(const struct gw_provider_conf *pc, const struct gw_chat *chat,
 		       const char *upstream_model, struct gw_upstream_req *out,
 		       struct gw_error *err);
+int gw_anthropic_headers(const struct gw_provider_conf *pc, struct gw_upstream_req *out);
 void gw_anthropic_parse(int http_status, const char *body, size_t len, const char *client_model,
 			struct gw_up_result *out);
 

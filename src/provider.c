@@ -56,14 +56,22 @@ bool gw_status_retryable(int status)
 	}
 }
 
-int gw_provider_build(const struct gw_provider_conf *pc, enum gw_provider_id id,
-		      const struct gw_chat *chat, const char *upstream_model,
-		      struct gw_upstream_req *out, struct gw_error *err)
+int gw_provider_build(const struct gw_provider_conf *pc, const struct gw_chat *chat,
+		      const char *upstream_model, struct gw_upstream_req *out,
+		      struct gw_error *err)
 {
 	memset(out, 0, sizeof(*out));
 	if (pc->dialect == GW_DIALECT_ANTHROPIC)
 		return gw_anthropic_build(pc, chat, upstream_model, out, err);
-	return gw_openai_build(pc, id, chat, upstream_model, out, err);
+	return gw_openai_build(pc, chat, upstream_model, out, err);
+}
+
+int gw_provider_headers(const struct gw_provider_conf *pc, enum gw_provider_id id,
+			struct gw_upstream_req *out)
+{
+	if (pc->dialect == GW_DIALECT_ANTHROPIC)
+		return gw_anthropic_headers(pc, out);
+	return gw_openai_headers(pc, id, out);
 }
 
 void gw_provider_parse(const struct gw_provider_conf *pc, enum gw_provider_id id,

@@ -642,10 +642,6 @@ int gw_anthropic_build(const struct gw_provider_conf *pc, const struct gw_chat *
 		out->url = NULL;
 		goto out;
 	}
-	if (gw_upstream_req_add_header(out, "x-api-key", pc->api_key ? pc->api_key : "") < 0 ||
-	    gw_upstream_req_add_header(out, "anthropic-version", ANTHROPIC_VERSION) < 0 ||
-	    gw_upstream_req_add_header(out, "content-type", "application/json") < 0)
-		goto out;
 	rc = 0;
 out:
 	gw_buf_free(&sys);
@@ -654,6 +650,16 @@ out:
 	if (rc < 0)
 		gw_upstream_req_free(out);
 	return rc;
+}
+
+int gw_anthropic_headers(const struct gw_provider_conf *pc, struct gw_upstream_req *out)
+{
+	int rc;
+	if ((rc = gw_upstream_req_add_header(out, "x-api-key", pc->api_key ? pc->api_key : "")) < 0 ||
+	    (rc = gw_upstream_req_add_header(out, "anthropic-version", ANTHROPIC_VERSION)) < 0 ||
+	    (rc = gw_upstream_req_add_header(out, "content-type", "application/json")) < 0)
+		return rc;
+	return 0;
 }
 
 /* ---- answer translation ----------------------------------------------- */

@@ -17,9 +17,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-int gw_openai_build(const struct gw_provider_conf *pc, enum gw_provider_id id,
-		    const struct gw_chat *chat, const char *upstream_model,
-		    struct gw_upstream_req *out, struct gw_error *err)
+int gw_openai_build(const struct gw_provider_conf *pc, const struct gw_chat *chat,
+		    const char *upstream_model, struct gw_upstream_req *out, struct gw_error *err)
 {
 	(void)err;
 	int rc = -ENOMEM;
@@ -32,7 +31,7 @@ int gw_openai_build(const struct gw_provider_conf *pc, enum gw_provider_id id,
 		memcpy(out->body, chat->raw, chat->raw_len);
 		out->body[chat->raw_len] = '\0';
 		out->body_len = chat->raw_len;
-		goto headers;
+		goto url;
 	}
 	root = json_copy((json_t *)chat->root); /* shallow: values are shared */
 	if (!root)
@@ -50,21 +49,10 @@ int gw_openai_build(const struct gw_provider_conf *pc, enum gw_provider_id id,
 	if (!out->body)
 		goto out;
 	out->body_len = strlen(out->body);
-headers:
+url:
 	if (asprintf(&out->url, "%s/chat/completions", pc->url) < 0) {
 		out->url = NULL;
 		goto out;
-	}
-	char auth[1024];
-	snprintf(auth, sizeof(auth), "Bearer %s", pc->api_key ? pc->api_key : "");
-	if (gw_upstream_req_add_header(out, "Authorization", auth) < 0 ||
-	    gw_upstream_req_add_header(out, "Content-Type", "application/json") < 0)
-		goto out;
-	if (id == GW_PROV_OPENROUTER) {
-		if (pc->referer && gw_upstream_req_add_header(out, "HTTP-Referer", pc->referer) < 0)
-			goto out;
-		if (pc->title && gw_upstream_req_add_header(out, "X-Title", pc->title) < 0)
-			goto out;
 	}
 	rc = 0;
 out:
@@ -72,6 +60,25 @@ out:
 	if (rc < 0)
 		gw_upstream_req_free(out);
 	return rc;
+}
+
+int gw_openai_headers(const struct gw_provider_conf *pc, enum gw_provider_id id,
+		      struct gw_upstream_req *out)
+{
+	char auth[1024];
+	int rc;
+	snprintf(auth, sizeof(auth), "Bearer %s", pc->api_key ? pc->api_key : "");
+	if ((rc = gw_upstream_req_add_header(out, "Authorization", auth)) < 0 ||
+	    (rc = gw_upstream_req_add_header(out, "Content-Type", "application/json")) < 0)
+		return rc;
+	if (id == GW_PROV_OPENROUTER) {
+		if (pc->referer &&
+		    (rc = gw_upstream_req_add_header(out, "HTTP-Referer", pc->referer)) < 0)
+			return rc;
+		if (pc->title && (rc = gw_upstream_req_add_header(out, "X-Title", pc->title)) < 0)
+			return rc;
+	}
+	return 0;
 }
 
 /*

@@ -492,23 +492,28 @@ static int worker_use_conf(struct worker *w, const struct gw_config *c)
  * They depend on the provider's configuration only (provider.h), so each
  * worker builds the list once per configuration and provider.
  */
-static struct curl_slist *provider_headers(struct worker *w, int p,
-					   const struct gw_upstream_req *req)
+static struct curl_slist *provider_headers(struct worker *w, int p)
 {
 	if (w->hdrs->list[p])
 		return w->hdrs->list[p];
+	const struct gw_provider_conf *pc = &w->hdrs->conf->prov[p];
+	struct gw_upstream_req req = { 0 };
 	struct curl_slist *list = NULL, *h;
-	for (size_t i = 0; i < req->n_headers; i++) {
-		if (!(h = curl_slist_append(list, req->headers[i])))
+	if (gw_provider_headers(pc, (enum gw_provider_id)p, &req) < 0)
+		goto fail;
+	for (size_t i = 0; i < req.n_headers; i++) {
+		if (!(h = curl_slist_append(list, req.headers[i])))
 			goto fail;
 		list = h;
 	}
 	/* Upstream never needs the 100-continue round trip. */
 	if (!(h = curl_slist_append(list, "Expect:")))
 		goto fail;
+	gw_upstream_req_free(&req);
 	w->hdrs->list[p] = h;
 	return h;
 fail:
+	gw_upstream_req_free(&req);
 	curl_slist_free_all(list);
 	return NULL;
 }
@@ -541,7 +546,7 @@ static void start_xfer(struct worker *w, struct gw_job *job)
 	gw_buf_init(&x->chunk, c->upstream_max_body_bytes);
 
 	const char *um = gw_config_map_model(c, job->chat.model, (enum gw_provider_id)p);
-	int rc = gw_provider_build(pc, (enum gw_provider_id)p, &job->chat, um ? um : job->chat.model,
+	int rc = gw_provider_build(pc, &job->chat, um ? um : job->chat.model,
 				   &x->req, &err);
 	if (rc < 0) {
 		/* This dialect cannot express the request: skip the provider. */
@@ -568,7 +573,7 @@ static void start_xfer(struct worker *w, struct gw_job *job)
 	x->easy = easy_get(w);
 	if (!x->easy)
 		goto oom;
-	struct curl_slist *hdrs = worker_use_conf(w, c) == 0 ? provider_headers(w, p, &x->req) : NULL;
+	struct curl_slist *hdrs = worker_use_conf(w, c) == 0 ? provider_headers(w, p) : NULL;
 	if (!hdrs)
 		goto oom;
 	x->hdrset = w->hdrs;

@@ -89,6 +89,9 @@ START_TEST(url_and_headers)
 		      &out, &err),
 		0);
 	ck_assert_str_eq(out.url, "https://api.anthropic.test/v1/messages");
+	ck_assert_uint_eq(out.n_headers, 0);
+	struct gw_provider_conf pc = conf();
+	ck_assert_int_eq(gw_provider_headers(&pc, GW_PROV_ANTHROPIC, &out), 0);
 	ck_assert_uint_eq(out.n_headers, 3);
 	ck_assert_str_eq(out.headers[0], "x-api-key: sk-ant-test");
 	ck_assert_str_eq(out.headers[1], "anthropic-version: 2023-06-01");
@@ -591,7 +594,7 @@ START_TEST(dispatch_through_provider)
 	struct gw_upstream_req out;
 	const char *req = "{\"model\":\"m\",\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}]}";
 	ck_assert_int_eq(gw_chat_parse(req, strlen(req), &chat, &err), 0);
-	ck_assert_int_eq(gw_provider_build(&pc, GW_PROV_ANTHROPIC, &chat, "c", &out, &err), 0);
+	ck_assert_int_eq(gw_provider_build(&pc, &chat, "c", &out, &err), 0);
 	ck_assert_str_eq(out.url, "https://api.anthropic.test/v1/messages");
 	gw_upstream_req_free(&out);
 	gw_chat_free(&chat);
