@@ -646,7 +646,8 @@ H_CPU_US=$(calc 'sprintf("%.0f", a / c * 1e6 / b)' "$((H_TICKS1 - H_TICKS0))" \
 H_ADD50=$(calc 'sprintf("%.3f", a - b)' "$H_P50" "$HD_P50")
 H_ADD99=$(calc 'sprintf("%.3f", a - b)' "$H_P99" "$HD_P99")
 # 1 when the burst and the hold both had every request answered.
-INFL_ALL=$(calc '(a >= b && c > 0) ? 1 : 0' "$B_OK" "$BURST_N" "$([ "$H_OK" = "$H_SENT" ] && echo 1 || echo 0)")
+INFL_ALL=0
+if [ "$B_OK" = "$BURST_N" ] && [ "$H_OK" = "$H_SENT" ]; then INFL_ALL=1; fi
 INFL_RSS_MB=$(calc 'a > b ? a : b' "$B_RSS_MB" "$H_RSS_MB")
 INFL_THREADS=$(calc 'a > b ? a : b' "$B_THREADS" "$H_THREADS")
 log "LLM-shaped burst: $B_OK/$BURST_N ok, peak RSS $B_RSS_MB MB, peak threads $B_THREADS, p99 $B_P99 ms (direct: $BD_P99 ms)"
