@@ -104,7 +104,7 @@ test-integration: all
 
 bench:
 	bash scripts/deps.sh
-	$(MAKE) all $(BIN)/loadgen $(BIN)/rss_floor
+	$(MAKE) all $(BIN)/loadgen $(BIN)/rss_floor $(BIN)/stack_floor
 	bash scripts/bench.sh
 
 # Benchmark tools: a C load generator, and the idle RSS of llmgwd's
@@ -113,6 +113,9 @@ $(BIN)/loadgen: scripts/bench/loadgen.c | $(BIN)
 	$(CC) -std=c11 -O2 $(WARN) $(WERROR) -o $@ $< -lm
 
 $(BIN)/rss_floor: scripts/bench/rss_floor.c | $(BIN)
+	$(CC) $(ALL_CFLAGS) $(ALL_LDFLAGS) -o $@ $< $(LDLIBS)
+
+$(BIN)/stack_floor: scripts/bench/stack_floor.c | $(BIN)
 	$(CC) $(ALL_CFLAGS) $(ALL_LDFLAGS) -o $@ $< $(LDLIBS)
 
 valgrind: all $(BIN)/unit_tests
