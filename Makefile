@@ -112,8 +112,11 @@ bench:
 $(BIN)/loadgen: scripts/bench/loadgen.c | $(BIN)
 	$(CC) -std=c11 -O2 $(WARN) $(WERROR) -o $@ $< -lm
 
+# rss_floor calls into few of them: --no-as-needed keeps every library
+# llmgwd loads (the toolchain's default --as-needed would drop libsystemd,
+# jansson, hiredis, inih and libm and understate the floor).
 $(BIN)/rss_floor: scripts/bench/rss_floor.c | $(BIN)
-	$(CC) $(ALL_CFLAGS) $(ALL_LDFLAGS) -o $@ $< $(LDLIBS)
+	$(CC) $(ALL_CFLAGS) $(ALL_LDFLAGS) -o $@ $< -Wl,--no-as-needed $(LDLIBS)
 
 $(BIN)/stack_floor: scripts/bench/stack_floor.c | $(BIN)
 	$(CC) $(ALL_CFLAGS) $(ALL_LDFLAGS) -o $@ $< $(LDLIBS)

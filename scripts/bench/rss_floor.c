@@ -2,7 +2,8 @@
  * rss_floor.c - the idle resident set that llmgwd's libraries cost by
  * themselves, the floor under llmgwd's own idle RSS in make bench.
  *
- * Linked with exactly llmgwd's libraries (the Makefile's LDLIBS), it does
+ * Linked with exactly llmgwd's libraries (the Makefile's LDLIBS, with
+ * --no-as-needed so that the ones it makes no call into stay loaded), it does
  * the start-up work every llmgwd does and nothing else: curl's global
  * init and one multi handle per worker, one SHA-256 through OpenSSL's
  * EVP, and a libmicrohttpd daemon on an ephemeral loopback port with
