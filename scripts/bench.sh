@@ -5,15 +5,15 @@
 #
 # Everything runs on 127.0.0.1 on free ports picked at run time: the fake
 # provider (--fast), a throwaway redis-server, an nginx with a generated
-# config (the reference proxy hop) and llmgwd with limits far above the
-# load. Every load run is bounded in time and count, every wait for a
+# config (the reference proxy hop), bin/stack_floor (the cheapest proxy
+# llmgwd's own libraries allow) and llmgwd with limits far above the load. Every load run is bounded in time and count, every wait for a
 # process has a timeout, and every process started here is stopped on exit.
 # The exit status is non-zero only when the harness itself fails (a process
 # does not start, a load tool gives no result); missed targets are printed,
 # not failed.
 #
 # Knobs (environment): BENCH_ROUNDS (3: throughput runs are repeated and
-# the median round by req/s is reported), BENCH_DURATION (s, 10),
+# the median round by req/s is reported), BENCH_DURATION (s, 8),
 # BENCH_WARMUP (s, 2), BENCH_CONNECTIONS (64), BENCH_THREADS (2),
 # BENCH_NGINX_WORKERS (2), BENCH_BURST (5000), BENCH_RATE (200 req/s),
 # BENCH_RATE_SECONDS (10), BENCH_HOLD_SECONDS (10: the sustained run that
@@ -27,7 +27,7 @@ ROOT=$PWD
 
 BIN="${LLMGW_BINDIR:-bin}"
 ROUNDS="${BENCH_ROUNDS:-3}"
-DUR="${BENCH_DURATION:-10}"
+DUR="${BENCH_DURATION:-8}"
 WARM="${BENCH_WARMUP:-2}"
 CONNS="${BENCH_CONNECTIONS:-64}"
 THREADS="${BENCH_THREADS:-2}"
@@ -269,6 +269,21 @@ nginx_pids() {
 	printf '%s' "${kids:-$NGX_PID}"
 }
 
+# start_floor TAG UPSTREAM_PORT -> SF_PID, SF_PORT: bin/stack_floor, the
+# cheapest proxy llmgwd's stack allows (libmicrohttpd in front, libcurl
+# multi behind, nothing between), with llmgwd's default threads.
+start_floor() {
+	local tag=$1 up=$2
+	SF_PORT=$(free_ports 1)
+	"$ROOT/$BIN/stack_floor" --listen "$SF_PORT" \
+		--upstream "http://127.0.0.1:$up/api/v1/chat/completions" >"$TMP/floor-$tag.log" 2>&1 &
+	SF_PID=$!
+	PIDS+=("$SF_PID")
+	wait_for "stack_floor ($tag)" 10 "$SF_PID" post_200 "$(floor_url)"
+}
+
+floor_url() { printf 'http://127.0.0.1:%s/v1/chat/completions' "$SF_PORT"; }
+
 # write_gw_conf DIR UPSTREAM_PORT LISTEN_PORT: limits far above the load,
 # so what is measured is the gateway, not its limiter or queue bounds.
 write_gw_conf() {
@@ -448,7 +463,7 @@ cpu_cost() {
 for cmd in wrk nginx redis-server redis-cli node curl awk pgrep; do
 	command -v "$cmd" >/dev/null || die "$cmd not found (make deps installs it)"
 done
-for f in "$BIN/llmgwd" "$BIN/fake_provider" "$BIN/loadgen" "$BIN/rss_floor"; do
+for f in "$BIN/llmgwd" "$BIN/fake_provider" "$BIN/loadgen" "$BIN/rss_floor" "$BIN/stack_floor"; do
 	[ -x "$f" ] || die "$f missing: run make bench (or make $f) first"
 done
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
@@ -483,6 +498,7 @@ FAST_PORT=$FAKE_PORT
 start_nginx "$FAST_PORT"
 FAKE_URL="http://127.0.0.1:$FAST_PORT/api/v1/chat/completions"
 NGX_URL="http://127.0.0.1:$NGX_PORT/api/v1/chat/completions"
+start_floor fast "$FAST_PORT"
 
 # Throughput, ROUNDS times over, interleaved so that a disturbance of the
 # machine hits one round of every run rather than all rounds of one.
@@ -492,6 +508,8 @@ for ((r = 1; r <= ROUNDS; r++)); do
 	# (a) the fake provider alone, (b) through nginx.
 	measure a "(a) fake direct" "$FAKE_URL"
 	measure b "(b) nginx proxy" "$NGX_URL"
+	# (s) the stack floor: llmgwd's HTTP libraries with nothing between.
+	measure s "(s) stack floor" "$(floor_url)"
 	# (c) llmgwd, cache off: every request through queue, limiter and a
 	# worker to the provider. A fresh daemon per round: a full bucket.
 	start_gw "c$r" "$FAST_PORT" False
@@ -516,7 +534,8 @@ if [ ! -s "$TMP/res-c" ] && [ -s "$TMP/res-c.dry" ]; then
 	C_DRY=0
 	NOTE[c]="every round emptied the rpm bucket: limiter-bound, a floor for the gateway. "
 fi
-for k in a b c d; do pick "$k"; done
+stop_pid "$SF_PID"
+for k in a b s c d; do pick "$k"; done
 NOTE[c]="${NOTE[c]:-}fresh llmgwd per round"
 if [ "$C_DRY" -gt 0 ]; then NOTE[c]+="; $C_DRY round(s) emptied the bucket and were left out"; fi
 
@@ -590,6 +609,9 @@ SLOW_PORT=$FAKE_PORT
 SLOW_URL="http://127.0.0.1:$SLOW_PORT/api/v1/chat/completions"
 run_fg timeout 120 "$LOADGEN" burst --url "$SLOW_URL" --n "$BURST_N" --timeout-ms 60000 \
 	>"$TMP/burst-direct.json" || die "burst client (direct) failed"
+start_floor slow "$SLOW_PORT"
+run_fg timeout 120 "$LOADGEN" burst --url "$(floor_url)" --n "$BURST_N" --pid "$SF_PID" --timeout-ms 60000 \
+	>"$TMP/burst-floor.json" || die "burst client (stack floor) failed"
 start_gw burst "$SLOW_PORT" False
 run_fg timeout 120 "$LOADGEN" burst --url "$(gw_url)" --n "$BURST_N" --pid "$GW_PID" --timeout-ms 60000 \
 	>"$TMP/burst-gw.json" || die "burst client (llmgw) failed"
@@ -599,6 +621,12 @@ HOLD_CONNS=$((BURST_N * 2 + 100))
 run_fg timeout $((HOLD_S + 90)) "$LOADGEN" rate --url "$SLOW_URL" --rps "$HOLD_RPS" --seconds "$HOLD_S" \
 	--warmup-s 2 --max-conns "$HOLD_CONNS" --timeout-ms $(((HOLD_S + 60) * 1000)) \
 	>"$TMP/hold-direct.json" || die "hold client (direct) failed"
+S_TICKS0=$(proc_ticks "$SF_PID")
+run_fg timeout $((HOLD_S + 90)) "$LOADGEN" rate --url "$(floor_url)" --rps "$HOLD_RPS" --seconds "$HOLD_S" \
+	--warmup-s 2 --max-conns "$HOLD_CONNS" --pid "$SF_PID" --timeout-ms $(((HOLD_S + 60) * 1000)) \
+	>"$TMP/hold-floor.json" || die "hold client (stack floor) failed"
+S_TICKS1=$(proc_ticks "$SF_PID")
+stop_pid "$SF_PID"
 start_gw hold "$SLOW_PORT" False
 H_TICKS0=$(proc_ticks "$GW_PID")
 run_fg timeout $((HOLD_S + 90)) "$LOADGEN" rate --url "$(gw_url)" --rps "$HOLD_RPS" --seconds "$HOLD_S" \
@@ -627,6 +655,11 @@ BD_P99=$(jget "$TMP/burst-direct.json" latency.p99_ms)
 BD_SPREAD=$(jget "$TMP/burst-direct.json" connect_spread_ms)
 BD_ADD_P99=$(calc 'sprintf("%.1f", a - 1500)' "$BD_P99")
 B_OVER_P99=$(calc 'sprintf("%.1f", a - b)' "$B_P99" "$BD_P99")
+BS_OK=$(jget "$TMP/burst-floor.json" ok)
+BS_P50=$(jget "$TMP/burst-floor.json" latency.p50_ms)
+BS_P99=$(jget "$TMP/burst-floor.json" latency.p99_ms)
+BS_RSS_MB=$(mb "$(jget "$TMP/burst-floor.json" peak_hwm_kb)")
+BS_OVER_P99=$(calc 'sprintf("%.1f", a - b)' "$BS_P99" "$BD_P99")
 H_OK=$(jget "$TMP/hold-gw.json" ok)
 H_SENT=$(jget "$TMP/hold-gw.json" sent)
 H_STATUSES=$(jget "$TMP/hold-gw.json" statuses)
@@ -643,6 +676,15 @@ HD_P99=$(jget "$TMP/hold-direct.json" latency.p99_ms)
 # llmgwd's CPU over the run (2 s warm-up included) per request sent.
 H_CPU_US=$(calc 'sprintf("%.0f", a / c * 1e6 / b)' "$((H_TICKS1 - H_TICKS0))" \
 	"$(calc 'a * (b + 2)' "$HOLD_RPS" "$HOLD_S")" "$(getconf CLK_TCK)")
+HS_OK=$(jget "$TMP/hold-floor.json" ok)
+HS_SENT=$(jget "$TMP/hold-floor.json" sent)
+HS_P50=$(jget "$TMP/hold-floor.json" latency.p50_ms)
+HS_P99=$(jget "$TMP/hold-floor.json" latency.p99_ms)
+HS_RSS_MB=$(mb "$(jget "$TMP/hold-floor.json" peak_hwm_kb)")
+HS_CPU_US=$(calc 'sprintf("%.0f", a / c * 1e6 / b)' "$((S_TICKS1 - S_TICKS0))" \
+	"$(calc 'a * (b + 2)' "$HOLD_RPS" "$HOLD_S")" "$(getconf CLK_TCK)")
+HS_ADD50=$(calc 'sprintf("%.3f", a - b)' "$HS_P50" "$HD_P50")
+HS_ADD99=$(calc 'sprintf("%.3f", a - b)' "$HS_P99" "$HD_P99")
 H_ADD50=$(calc 'sprintf("%.3f", a - b)' "$H_P50" "$HD_P50")
 H_ADD99=$(calc 'sprintf("%.3f", a - b)' "$H_P99" "$HD_P99")
 # 1 when the burst and the hold both had every request answered.
@@ -729,9 +771,11 @@ fi
 # ---------------------------------------------------------------------
 
 fmt_ms() { if [ -n "$1" ]; then printf '%.3f' "$1"; else printf 'n/a'; fi; }
+# ratio KEY [BASE]: req/s of KEY over BASE (b, nginx, by default).
 ratio() {
-	if [ -n "${RPS[$1]:-}" ] && [ -n "${RPS[b]:-}" ]; then
-		calc 'sprintf("%.2f", a / b)' "${RPS[$1]}" "${RPS[b]}"
+	local base=${2:-b}
+	if [ -n "${RPS[$1]:-}" ] && [ -n "${RPS[$base]:-}" ]; then
+		calc 'sprintf("%.2f", a / b)' "${RPS[$1]}" "${RPS[$base]}"
 	else
 		printf 'n/a'
 	fi
@@ -753,6 +797,8 @@ row() {
 
 RC=$(ratio c)
 RD=$(ratio d)
+RS=$(ratio s)
+RCS=$(ratio c s)
 [ "$RD" = n/a ] && RD="n/a (cache not wired)"
 UA_ADD50=$(calc 'sprintf("%.3f", a - b)' "${P50[ug]}" "${P50[ua]}")
 UN_ADD50=$(calc 'sprintf("%.3f", a - b)' "${P50[un]}" "${P50[ua]}")
@@ -761,19 +807,20 @@ TABLE=$(
 	echo "| --- | ---: | ---: | ---: | ---: | ---: | ---: | --- |"
 	row a "(a) fake provider direct"
 	row b "(b) nginx proxy"
+	row s "(s) stack floor: libmicrohttpd + libcurl, nothing between"
 	row c "(c) llmgw, cache off"
 	row d "(d) llmgw, every request a cache hit"
 )
 TARGETS=$(
 	echo "| target | measured | verdict |"
 	echo "| --- | --- | --- |"
-	echo "| (c) ≥ 0.6 × nginx req/s | $RC × | $(verdict "$RC" '>=' 0.6) |"
+	echo "| (c) ≥ 0.6 × nginx req/s | $RC × (the stack floor (s) itself: $RS ×) | $(verdict "$RC" '>=' 0.6) |"
 	echo "| (d) ≥ 0.6 × nginx req/s | $RD | $(verdict "$RD" '>=' 0.6) |"
 	echo "| $BURST_N in flight, all answered (burst; hold) | $B_OK / $BURST_N; $H_OK / $H_SENT | $(verdict "$INFL_ALL" '>=' 1) |"
 	echo "| RSS < 150 MB with $BURST_N in flight (peak VmHWM, burst and hold) | $INFL_RSS_MB MB | $(verdict "$INFL_RSS_MB" '<' 150) |"
 	echo "| < 16 threads with $BURST_N in flight | $INFL_THREADS | $(verdict "$INFL_THREADS" '<' 16) |"
-	echo "| gateway-added p99 < 1 ms with $BURST_N in flight (hold: llmgw p99 − direct p99) | $H_ADD99 ms | $(verdict "$H_ADD99" '<' 1) |"
-	echo "| gateway-added p99 < 1 ms, all $BURST_N sent at once (burst: llmgw p99 − direct p99) | $B_OVER_P99 ms | $(verdict "$B_OVER_P99" '<' 1) |"
+	echo "| gateway-added p99 < 1 ms with $BURST_N in flight (hold: llmgw p99 − direct p99) | $H_ADD99 ms (stack floor: $HS_ADD99 ms) | $(verdict "$H_ADD99" '<' 1) |"
+	echo "| gateway-added p99 < 1 ms, all $BURST_N sent at once (burst: llmgw p99 − direct p99) | $B_OVER_P99 ms (stack floor: $BS_OVER_P99 ms) | $(verdict "$B_OVER_P99" '<' 1) |"
 	echo "| added p99 < 1 ms ($RATE req/s, 60 ms provider) | $O_ADD99 ms | $(verdict "$O_ADD99" '<' 1) |"
 	echo "| idle RSS < 10 MB | $IDLE_MB MB (libraries alone: $FLOOR_MB MB) | $(verdict "$IDLE_MB" '<' 10) |"
 )
@@ -790,11 +837,13 @@ OTHER=$(
 	echo "| Burst: llmgw latency (from each request's send) p50 / p99 / max | $B_P50 / $B_P99 / $B_MAX ms (latency − 1500 ms: $B_ADD_P50 / $B_ADD_P99 ms) |"
 	echo "| Burst: same burst straight at the fake, p50 / p99 | $BD_P50 / $BD_P99 ms ($BD_OK ok) |"
 	echo "| Burst: llmgw p99 − direct p99 | $B_OVER_P99 ms |"
+	echo "| Burst: through the stack floor (s), p50 / p99; p99 − direct p99 | $BS_P50 / $BS_P99 ms ($BS_OK ok); $BS_OVER_P99 ms; peak VmHWM $BS_RSS_MB MB |"
 	echo "| Burst: llmgwd RSS holding $BURST_N (before the first answer) / peak VmHWM / after | $B_HOLD_MB / $B_RSS_MB / $B_AFTER_MB MB; peak threads $B_THREADS |"
 	echo "| LLM-shaped hold: $HOLD_RPS req/s open loop for $HOLD_S s, provider 1500 ms | $H_OK / $H_SENT ok ($H_STATUSES), $H_INFL in flight at the peak; client send lag ≤ $H_LAG ms |"
 	echo "| Hold: direct p50 / p99 | $HD_P50 / $HD_P99 ms ($HD_OK / $HD_SENT ok) |"
 	echo "| Hold: through llmgw p50 / p99 | $H_P50 / $H_P99 ms |"
 	echo "| Hold: llmgw − direct, p50 / p99 | $H_ADD50 / $H_ADD99 ms |"
+	echo "| Hold: stack floor (s) − direct, p50 / p99 | $HS_ADD50 / $HS_ADD99 ms ($HS_OK / $HS_SENT ok; peak VmHWM $HS_RSS_MB MB; CPU $HS_CPU_US µs per request) |"
 	echo "| Hold: llmgwd peak VmHWM / threads / CPU per request | $H_RSS_MB MB / $H_THREADS / $H_CPU_US µs |"
 	echo "| Overhead, $RATE req/s open loop, 60 ms provider: direct p50 / p99 | $O_D50 / $O_D99 ms ($O_DOK ok) |"
 	echo "| Overhead: through llmgw p50 / p99 | $O_G50 / $O_G99 ms ($O_GOK / $O_SENT ok; client send lag ≤ $O_LAG ms) |"
@@ -813,7 +862,7 @@ echo "wrk -t$THREADS -c$CONNS, ${WARM} s warm-up, ${DUR} s measured, median of $
 echo
 echo "$TABLE"
 echo
-echo "req/s ratios: (c)/(b) = $RC   (d)/(b) = $RD"
+echo "req/s ratios: (c)/(b) = $RC   (d)/(b) = $RD   (s)/(b) = $RS   (c)/(s) = $RCS"
 echo
 echo "$OTHER"
 echo
@@ -875,6 +924,14 @@ All processes listen on 127.0.0.1, on ports picked at run time.
 - nginx $(nginx -v 2>&1 | sed 's/.*nginx\///'), the reference hop: generated config, \`daemon off; $NGX_MODE\`,
   \`access_log off\`, \`upstream { server FAKE; keepalive 64; }\`, \`proxy_http_version 1.1\`,
   \`proxy_set_header Connection ""\`.
+- Stack floor (s): \`bin/stack_floor --listen PORT --upstream FAKE_URL\`
+  (\`scripts/bench/stack_floor.c\`): libmicrohttpd in front as llmgwd runs it
+  (epoll, two threads, suspend while upstream), libcurl multi behind it in
+  one worker thread per core (socket action on epoll, kept-alive
+  connections, reused handles, lanes of 256 transfers), and nothing between:
+  no JSON, queue, limiter, cache, ledger or log. The cheapest proxy llmgwd's
+  stack allows; what separates it from nginx is the stack's, what separates
+  llmgw from it is llmgw's.
 - redis-server: \`--save '' --appendonly no\`.
 - llmgwd: \`[provider.openrouter] rpm = $GW_RPM, burst = $GW_BURST, concurrent = 10000\`
   (rpm and burst at their upper bounds), every \`[queue] *_max = 1000000\`,
@@ -894,6 +951,7 @@ wrk -t$THREADS -c$CONNS -d${WARM}s -s scripts/bench/post.lua URL             # w
 wrk -t$THREADS -c$CONNS -d${DUR}s --latency -s scripts/bench/post.lua URL   # measured
   (a) URL = http://127.0.0.1:FAKE/api/v1/chat/completions
   (b) URL = http://127.0.0.1:NGINX/api/v1/chat/completions
+  (s) URL = http://127.0.0.1:FLOOR/v1/chat/completions   bin/stack_floor
   (c) URL = http://127.0.0.1:LLMGW/v1/chat/completions   fresh llmgwd, cache off, 1 s warm-up
   (d) URL = http://127.0.0.1:LLMGW/v1/chat/completions   cache on, identical requests
 wrk -t1 -c1 -d3s --latency -s scripts/bench/post.lua URL     # unloaded, after a 1 s warm-up
@@ -907,6 +965,7 @@ request's send; Node $(node --version) for start-up):
 \`\`\`
 fake_provider --fast --delay-ms 1500
 loadgen burst --url URL --n $BURST_N --pid LLMGWD_PID        # a connection per request, all at once
+                                                     # (URL: the fake, the stack floor, llmgwd)
 loadgen rate --url URL --rps $HOLD_RPS --seconds $HOLD_S --warmup-s 2 --max-conns $HOLD_CONNS --pid LLMGWD_PID
                                                      # open loop, keep-alive: $BURST_N in flight, held
 fake_provider --fast --delay-ms 60
@@ -921,7 +980,8 @@ Throughput, wrk -t$THREADS -c$CONNS (wrk's latencies: closed loop):
 
 $TABLE
 
-req/s ratios: **(c)/(b) = $RC**, **(d)/(b) = $RD**.
+req/s ratios: **(c)/(b) = $RC**, **(d)/(b) = $RD**; the stack floor
+(s)/(b) = $RS, and llmgw against it, (c)/(s) = $RCS.
 
 Latency, cost per request, LLM-shaped load, start-up:
 
