@@ -308,22 +308,19 @@ unsigned gw_async_recover(struct gw_cache *c, const char *instance,
 	char owed[KEY_MAX], pkey[KEY_MAX + 16];
 	unsigned n = 0;
 	/* Move the set aside first: resumed jobs are added to the live set
-	 * again, and must not be popped a second time here. */
+	 * again, and must not be popped a second time here. It is merged into
+	 * what an earlier recovery left (one cut short by a crash or by Redis
+	 * going away), never put in its place, in one atomic script. */
 	pending_key(instance, owed, sizeof(owed));
 	snprintf(pkey, sizeof(pkey), "%s:recovering", owed);
-	const char *ex[] = { "EXISTS", owed };
-	const size_t exlen[] = { 6, strlen(owed) };
+	static const char merge[] = "redis.call('SUNIONSTORE', KEYS[2], KEYS[2], KEYS[1]) "
+				    "return redis.call('DEL', KEYS[1])";
+	const char *mv[] = { "EVAL", merge, "2", owed, pkey };
+	const size_t mvlen[] = { 4, sizeof(merge) - 1, 1, strlen(owed), strlen(pkey) };
 	char *v = NULL;
 	size_t vlen;
-	bool any = call_sync(c, ex, exlen, 2, &v, &vlen) == GW_CACHE_HIT && v && strcmp(v, "1") == 0;
+	call_sync(c, mv, mvlen, 5, &v, &vlen);
 	free(v);
-	if (any) {
-		const char *mv[] = { "RENAME", owed, pkey };
-		const size_t mvlen[] = { 6, strlen(owed), strlen(pkey) };
-		v = NULL;
-		call_sync(c, mv, mvlen, 3, &v, &vlen);
-		free(v);
-	}
 	for (unsigned i = 0; i < RECOVER_MAX; i++) {
 		char *id = NULL, *rec = NULL;
 		size_t idlen = 0, reclen = 0;

@@ -1,6 +1,7 @@
 // Async requests: submit (202 + Location), poll (202 while pending, then the
-// completion), unknown id 404, errors kept with their status, and a pending
-// job that survives a restart of the daemon and completes.
+// completion), unknown id 404, errors kept with their status, a pending
+// job that survives a restart of the daemon and completes, and jobs left by
+// a recovery cut short.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { startFake, startGateway, startRedis, chatBody, errorOf, waitFor } from './lib.mjs';
@@ -105,6 +106,43 @@ test('a pending job survives a restart and completes', async () => {
   await waitFor('the resume log line', () => /resumed 1 async request/.test(gw.log()));
   const done = await waitFor('the resumed result', async () => { const p = await poll(gw, loc); return p.status === 200 ? p : null; });
   assert.equal(done.json.choices[0].message.content, 'Echo: survive the restart');
+});
+
+test('ids left by a recovery cut short are resumed with the ones owed since', async () => {
+  // Two jobs stay pending across a stop. Then Redis is put in the state a
+  // recovery leaves when it dies between moving the owed set aside and
+  // resuming it all: A in the set being recovered, B owed again. The next
+  // start must resume both.
+  const slow = await startFake('slow');
+  cleanup.push(() => slow.stop());
+  const port = gw.port;
+  await gw.stop();
+  gw = await startGateway({ ...opts, port, providers: { openrouter: { fake: slow, rpm: 60000 } } });
+  cleanup.push(() => gw.stop());
+  await waitFor('redis up', async () => (await (await fetch(`${gw.url}/ready`)).json()).redis === 'up');
+  const locs = [];
+  for (const name of ['A', 'B']) {
+    const res = await gw.chat(chatBody(`left over ${name} @fake:slow.delay_ms=5000`), { 'X-Async': 'true', 'X-Service-Name': 'durable' });
+    assert.equal(res.status, 202);
+    locs.push(res.headers.get('location'));
+  }
+  await waitFor('both jobs reached the slow provider', async () => (await slow.requests()).length === 2);
+  await gw.stop();
+  const owed = redis.cli('KEYS', `llmgw:v1:async:pending:*:${port}`);
+  assert.match(owed, /^llmgw:v1:async:pending:/, 'the stopped gateway owes its jobs in Redis');
+  const ids = locs.map((l) => l.split('/').pop());
+  assert.deepEqual(redis.cli('SMEMBERS', owed).split('\n').sort(), [...ids].sort());
+  assert.equal(redis.cli('RENAME', owed, `${owed}:recovering`), 'OK');
+  assert.equal(redis.cli('SMOVE', `${owed}:recovering`, owed, ids[1]), '1');
+
+  gw = await startGateway({ ...opts, port });
+  cleanup.push(() => gw.stop());
+  await waitFor('the resume log line', () => /resumed 2 async request/.test(gw.log()));
+  for (const [i, loc] of locs.entries()) {
+    const done = await waitFor(`result ${i}`, async () => { const p = await poll(gw, loc); return p.status === 200 ? p : null; });
+    assert.equal(done.json.choices[0].message.content, `Echo: left over ${'AB'[i]}`);
+  }
+  assert.equal(redis.cli('EXISTS', `${owed}:recovering`), '0');
 });
 
 test('without Redis, X-Async is a 503 with Retry-After, not a lost job', async () => {
