@@ -1,6 +1,6 @@
 /*
  * stack_floor.c - the cheapest proxy that llmgwd's HTTP stack allows, the
- * floor under llmgwd's throughput in make bench.
+ * floor under llmgwd's throughput and added latency in make bench.
  *
  * libmicrohttpd in front, run as llmgwd runs it (epoll thread pool,
  * suspend while upstream, resume from the worker), and libcurl multi behind
@@ -45,7 +45,6 @@ struct buf {
 /* One request: read by the front, carried upstream by a worker. */
 struct xfer {
 	struct MHD_Connection *conn;
-	struct lane *lane;
 	struct buf req, resp;
 	long status;
 	int done; /* set by the worker before it resumes the connection */
@@ -181,7 +180,6 @@ static void start(struct worker *w, struct xfer *x)
 	curl_easy_setopt(e, CURLOPT_PRIVATE, x);
 	curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
 	curl_easy_setopt(e, CURLOPT_BUFFERSIZE, 2048L);
-	x->lane = lane;
 	lane->xfers++;
 	curl_multi_add_handle(lane->multi, e);
 }
