@@ -607,32 +607,37 @@ start_fake slow --fast --delay-ms 1500
 SLOW_PID=$FAKE_PID
 SLOW_PORT=$FAKE_PORT
 SLOW_URL="http://127.0.0.1:$SLOW_PORT/api/v1/chat/completions"
-run_fg timeout 120 "$LOADGEN" burst --url "$SLOW_URL" --n "$BURST_N" --timeout-ms 60000 \
-	>"$TMP/burst-direct.json" || die "burst client (direct) failed"
-start_floor slow "$SLOW_PORT"
-run_fg timeout 120 "$LOADGEN" burst --url "$(floor_url)" --n "$BURST_N" --pid "$SF_PID" --timeout-ms 60000 \
-	>"$TMP/burst-floor.json" || die "burst client (stack floor) failed"
-start_gw burst "$SLOW_PORT" False
-run_fg timeout 120 "$LOADGEN" burst --url "$(gw_url)" --n "$BURST_N" --pid "$GW_PID" --timeout-ms 60000 \
-	>"$TMP/burst-gw.json" || die "burst client (llmgw) failed"
-stop_pid "$GW_PID"
 HOLD_RPS=$(calc 'sprintf("%.0f", a / 1.5)' "$BURST_N")
 HOLD_CONNS=$((BURST_N * 2 + 100))
-run_fg timeout $((HOLD_S + 90)) "$LOADGEN" rate --url "$SLOW_URL" --rps "$HOLD_RPS" --seconds "$HOLD_S" \
-	--warmup-s 2 --max-conns "$HOLD_CONNS" --timeout-ms $(((HOLD_S + 60) * 1000)) \
-	>"$TMP/hold-direct.json" || die "hold client (direct) failed"
-S_TICKS0=$(proc_ticks "$SF_PID")
-run_fg timeout $((HOLD_S + 90)) "$LOADGEN" rate --url "$(floor_url)" --rps "$HOLD_RPS" --seconds "$HOLD_S" \
-	--warmup-s 2 --max-conns "$HOLD_CONNS" --pid "$SF_PID" --timeout-ms $(((HOLD_S + 60) * 1000)) \
-	>"$TMP/hold-floor.json" || die "hold client (stack floor) failed"
-S_TICKS1=$(proc_ticks "$SF_PID")
+# burst TAG URL [PID]: BURST_N at once at URL, into $TMP/burst-TAG.json.
+burst() {
+	run_fg timeout 120 "$LOADGEN" burst --url "$2" --n "$BURST_N" ${3:+--pid "$3"} --timeout-ms 60000 \
+		>"$TMP/burst-$1.json" || die "burst client ($1) failed"
+}
+# hold TAG URL [PID]: the held run at URL, into $TMP/hold-TAG.json;
+# HOLD_TICKS = the CPU ticks PID used over it (warm-up included).
+hold() {
+	local t0=0
+	[ -z "${3:-}" ] || t0=$(proc_ticks "$3")
+	run_fg timeout $((HOLD_S + 90)) "$LOADGEN" rate --url "$2" --rps "$HOLD_RPS" --seconds "$HOLD_S" \
+		--warmup-s 2 --max-conns "$HOLD_CONNS" ${3:+--pid "$3"} --timeout-ms $(((HOLD_S + 60) * 1000)) \
+		>"$TMP/hold-$1.json" || die "hold client ($1) failed"
+	HOLD_TICKS=0
+	[ -z "${3:-}" ] || HOLD_TICKS=$(($(proc_ticks "$3") - t0))
+}
+burst direct "$SLOW_URL"
+start_floor slow "$SLOW_PORT"
+burst floor "$(floor_url)" "$SF_PID"
+start_gw burst "$SLOW_PORT" False
+burst gw "$(gw_url)" "$GW_PID"
+stop_pid "$GW_PID"
+hold direct "$SLOW_URL"
+hold floor "$(floor_url)" "$SF_PID"
+S_TICKS=$HOLD_TICKS
 stop_pid "$SF_PID"
 start_gw hold "$SLOW_PORT" False
-H_TICKS0=$(proc_ticks "$GW_PID")
-run_fg timeout $((HOLD_S + 90)) "$LOADGEN" rate --url "$(gw_url)" --rps "$HOLD_RPS" --seconds "$HOLD_S" \
-	--warmup-s 2 --max-conns "$HOLD_CONNS" --pid "$GW_PID" --timeout-ms $(((HOLD_S + 60) * 1000)) \
-	>"$TMP/hold-gw.json" || die "hold client (llmgw) failed"
-H_TICKS1=$(proc_ticks "$GW_PID")
+hold gw "$(gw_url)" "$GW_PID"
+H_TICKS=$HOLD_TICKS
 stop_pid "$GW_PID"
 stop_pid "$SLOW_PID"
 mb() { calc 'sprintf("%.1f", a / 1024)' "$1"; }
@@ -674,14 +679,14 @@ HD_SENT=$(jget "$TMP/hold-direct.json" sent)
 HD_P50=$(jget "$TMP/hold-direct.json" latency.p50_ms)
 HD_P99=$(jget "$TMP/hold-direct.json" latency.p99_ms)
 # llmgwd's CPU over the run (2 s warm-up included) per request sent.
-H_CPU_US=$(calc 'sprintf("%.0f", a / c * 1e6 / b)' "$((H_TICKS1 - H_TICKS0))" \
+H_CPU_US=$(calc 'sprintf("%.0f", a / c * 1e6 / b)' "$H_TICKS" \
 	"$(calc 'a * (b + 2)' "$HOLD_RPS" "$HOLD_S")" "$(getconf CLK_TCK)")
 HS_OK=$(jget "$TMP/hold-floor.json" ok)
 HS_SENT=$(jget "$TMP/hold-floor.json" sent)
 HS_P50=$(jget "$TMP/hold-floor.json" latency.p50_ms)
 HS_P99=$(jget "$TMP/hold-floor.json" latency.p99_ms)
 HS_RSS_MB=$(mb "$(jget "$TMP/hold-floor.json" peak_hwm_kb)")
-HS_CPU_US=$(calc 'sprintf("%.0f", a / c * 1e6 / b)' "$((S_TICKS1 - S_TICKS0))" \
+HS_CPU_US=$(calc 'sprintf("%.0f", a / c * 1e6 / b)' "$S_TICKS" \
 	"$(calc 'a * (b + 2)' "$HOLD_RPS" "$HOLD_S")" "$(getconf CLK_TCK)")
 HS_ADD50=$(calc 'sprintf("%.3f", a - b)' "$HS_P50" "$HD_P50")
 HS_ADD99=$(calc 'sprintf("%.3f", a - b)' "$HS_P99" "$HD_P99")

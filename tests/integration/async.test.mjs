@@ -85,9 +85,9 @@ test('a result finished while Redis was stalled is written once Redis is back', 
   assert.equal(done.json.choices[0].message.content, 'Echo: finish during the stall');
 });
 
-test('a pending job survives a restart and completes', async () => {
-  // The first gateway's provider is slow for this job: it is still in flight
-  // when the grace period (0.3 s) ends; the next start resumes it.
+// Restarts the gateway on its port (the instance name) in front of a new
+// slow fake provider, and returns that provider.
+async function restartWithSlowProvider() {
   const slow = await startFake('slow');
   cleanup.push(() => slow.stop());
   const port = gw.port;
@@ -95,6 +95,14 @@ test('a pending job survives a restart and completes', async () => {
   gw = await startGateway({ ...opts, port, providers: { openrouter: { fake: slow, rpm: 60000 } } });
   cleanup.push(() => gw.stop());
   await waitFor('redis up', async () => (await (await fetch(`${gw.url}/ready`)).json()).redis === 'up');
+  return slow;
+}
+
+test('a pending job survives a restart and completes', async () => {
+  // The first gateway's provider is slow for this job: it is still in flight
+  // when the grace period (0.3 s) ends; the next start resumes it.
+  const slow = await restartWithSlowProvider();
+  const port = gw.port;
   const res = await gw.chat(chatBody('survive the restart @fake:slow.delay_ms=5000'), { 'X-Async': 'true', 'X-Service-Name': 'durable' });
   assert.equal(res.status, 202);
   const loc = res.headers.get('location');
@@ -113,13 +121,8 @@ test('ids left by a recovery cut short are resumed with the ones owed since', as
   // recovery leaves when it dies between moving the owed set aside and
   // resuming it all: A in the set being recovered, B owed again. The next
   // start must resume both.
-  const slow = await startFake('slow');
-  cleanup.push(() => slow.stop());
+  const slow = await restartWithSlowProvider();
   const port = gw.port;
-  await gw.stop();
-  gw = await startGateway({ ...opts, port, providers: { openrouter: { fake: slow, rpm: 60000 } } });
-  cleanup.push(() => gw.stop());
-  await waitFor('redis up', async () => (await (await fetch(`${gw.url}/ready`)).json()).redis === 'up');
   const locs = [];
   for (const name of ['A', 'B']) {
     const res = await gw.chat(chatBody(`left over ${name} @fake:slow.delay_ms=5000`), { 'X-Async': 'true', 'X-Service-Name': 'durable' });
