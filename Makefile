@@ -36,7 +36,7 @@ BIN     := bin
 endif
 
 # Listed, not globbed: a file joins the build when it is wired in.
-SRCS     := $(addprefix src/,main.c log.c buf.c names.c config.c request.c job.c queue.c jscan.c \
+SRCS     := $(addprefix src/,main.c log.c buf.c names.c config.c request.c job.c queue.c jscan.c beat.c \
 	      limiter.c scheduler.c worker.c provider.c provider_openai.c \
 	      provider_anthropic.c sse.c answer.c ledger.c stats.c cache.c async.c pipeline.c \
 	      http_front.c dashboard.c)
@@ -44,7 +44,7 @@ OBJS     := $(SRCS:src/%.c=$(BUILD)/%.o) $(BUILD)/assets.o
 LIB_OBJS := $(filter-out $(BUILD)/main.o,$(OBJS))
 UNIT_SRCS := $(addprefix tests/unit/,check_main.c check_queue.c check_limiter.c \
 	      check_request.c check_config.c check_anthropic.c check_sse.c \
-	      check_ledger.c check_cache.c check_answer.c check_jscan.c mutate.c)
+	      check_ledger.c check_cache.c check_answer.c check_jscan.c check_beat.c mutate.c)
 
 # The dashboard page and Chart.js are compiled in (scripts/embed.sh). The
 # chart library comes from Debian's libjs-chart.js; CHARTJS=/path/chart.js

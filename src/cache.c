@@ -34,6 +34,7 @@
 #include <string.h>
 #include <sys/time.h>
 
+#include "beat.h"
 #include "log.h"
 
 #define KEY_PREFIX "llmgw:v1:"
@@ -932,9 +933,13 @@ static void *cache_main(void *arg)
 	/* Cache hits finished in one batch share one access-log write. */
 	gw_log_access_batch(true);
 
+	struct gw_beat *beat = gw_beat_register("redis client", 0);
 	pthread_mutex_lock(&c->mu);
 	while (!c->stop) {
 		struct op *list;
+		/* Its waits are at most IDLE_PING_US or a probe interval (2 s),
+		 * its commands bounded by their timeouts. */
+		gw_beat_touch(beat);
 		if (atomic_load_explicit(&c->state, memory_order_relaxed) == GW_CACHE_UP) {
 			if (!c->head) {
 				int64_t due = c->last_io_us + IDLE_PING_US;
@@ -974,6 +979,7 @@ static void *cache_main(void *arg)
 	pthread_mutex_unlock(&c->mu);
 	fail_list(c, rest);
 	disconnect(c);
+	gw_beat_unregister(beat);
 	gw_log_access_batch(false);
 	return NULL;
 }

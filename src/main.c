@@ -21,6 +21,7 @@
 #include <unistd.h>
 
 #include "async.h"
+#include "beat.h"
 #include "cache.h"
 #include "config.h"
 #include "http_front.h"
@@ -254,6 +255,28 @@ static void resume_one(void *arg, const char *id, const char *rec, size_t len)
 
 /* Resumes the async jobs owed from before the last stop when Redis is up;
  * returns whether that happened. */
+/* WATCHDOG=1 only while every loop of the daemon beats (beat.h): a stuck
+ * loop is named once, and systemd restarts the daemon when the pings stop.
+ * max_age_us: the oldest beat still taken as a running loop. */
+static void watchdog_ping(int64_t max_age_us, bool *withheld)
+{
+	const char *name;
+	unsigned index;
+	int64_t age;
+	if (gw_beat_oldest(gw_now_us(), &name, &index, &age) && age > max_age_us) {
+		if (!*withheld)
+			gw_log_errorx("%s %u has not run its loop for %lld ms: watchdog ping withheld, "
+				      "systemd will restart llmgwd",
+				      name, index, (long long)(age / 1000));
+		*withheld = true;
+		return;
+	}
+	if (*withheld)
+		gw_log_info("every loop runs again: watchdog pings resume");
+	*withheld = false;
+	sd_notify(0, "WATCHDOG=1");
+}
+
 static bool recover_async(struct gw_pipeline *p, struct gw_config *conf, bool up)
 {
 	if (!up)
@@ -412,13 +435,19 @@ int main(int argc, char **argv)
 	int64_t tick_us = 1000000; /* async record retries, recovery */
 	if (sd_watchdog_enabled(0, &wd_usec) > 0 && wd_usec > 0 && (int64_t)wd_usec / 2 < tick_us)
 		tick_us = (int64_t)wd_usec / 2;
+	/* A loop is stuck once its beat is older than half the watchdog's
+	 * interval, and never before three beat intervals. */
+	int64_t beat_max_us = (int64_t)wd_usec / 2;
+	if (beat_max_us < 3 * GW_BEAT_INTERVAL_US)
+		beat_max_us = 3 * GW_BEAT_INTERVAL_US;
+	bool withheld = false;
 	int64_t next_save = gw_now_us() + (int64_t)SAVE_INTERVAL_S * 1000000;
 	for (;;) {
 		struct timespec tick = { .tv_sec = tick_us / 1000000,
 					 .tv_nsec = (tick_us % 1000000) * 1000 };
 		int sig = sigtimedwait(&sigs, NULL, &tick);
 		if (wd_usec)
-			sd_notify(0, "WATCHDOG=1");
+			watchdog_ping(beat_max_us, &withheld);
 		if (cache && gw_cache_state(cache) == GW_CACHE_UP) {
 			if (!recovered)
 				recovered = recover_async(&pipeline, conf, true);

@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "beat.h"
 #include "log.h"
 #include "worker.h"
 
@@ -338,10 +339,12 @@ static void pass_and_unlock(struct gw_sched *s, int64_t now)
 static void *sched_main(void *arg)
 {
 	struct gw_sched *s = arg;
+	struct gw_beat *beat = gw_beat_register("scheduler", 0);
 	pthread_mutex_lock(&s->lock);
 	while (!s->stop) {
 		struct joblist run = { 0 }, done = { 0 };
 		int64_t now = gw_now_us();
+		gw_beat_touch_at(beat, now);
 		int64_t wake = dispatch_pass(s, now, &run, &done);
 		if (run.head || done.head) {
 			pthread_mutex_unlock(&s->lock);
@@ -352,16 +355,15 @@ static void *sched_main(void *arg)
 		if (wake <= now)
 			continue;
 		s->sleep_until_us = wake;
-		if (wake == INT64_MAX) {
-			pthread_cond_wait(&s->cond, &s->lock);
-		} else {
-			struct timespec ts = { .tv_sec = wake / 1000000,
-					       .tv_nsec = (wake % 1000000) * 1000 };
-			pthread_cond_timedwait(&s->cond, &s->lock, &ts);
-		}
+		/* At most a beat interval, so that a silent beat means a stuck
+		 * loop (beat.h); an early wake-up only runs an idle pass. */
+		int64_t until = wake - now > GW_BEAT_INTERVAL_US ? now + GW_BEAT_INTERVAL_US : wake;
+		struct timespec ts = { .tv_sec = until / 1000000, .tv_nsec = (until % 1000000) * 1000 };
+		pthread_cond_timedwait(&s->cond, &s->lock, &ts);
 		s->sleep_until_us = 0;
 	}
 	pthread_mutex_unlock(&s->lock);
+	gw_beat_unregister(beat);
 	return NULL;
 }
 

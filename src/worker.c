@@ -27,6 +27,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "beat.h"
 #include "log.h"
 #include "scheduler.h"
 #include "sse.h"
@@ -889,16 +890,20 @@ static void *worker_main(void *arg)
 	bool stop = false;
 	/* The requests one loop pass finishes share one access-log write. */
 	gw_log_access_batch(true);
+	struct gw_beat *beat = gw_beat_register("worker", w->index);
 	while (!stop) {
-		int timeout = -1;
+		gw_beat_touch(beat);
+		/* An idle worker still wakes once a beat interval, so a silent
+		 * beat means a stuck loop (beat.h). */
+		int timeout = (int)(GW_BEAT_INTERVAL_US / 1000);
 		int64_t now = gw_now_us();
 		for (unsigned i = 0; i < w->n_lanes; i++) {
 			int64_t at = w->lanes[i].timer_at_us;
 			if (at < 0)
 				continue;
-			int ms = at <= now ? 0 : (int)((at - now + 999) / 1000);
-			if (timeout < 0 || ms < timeout)
-				timeout = ms;
+			int64_t ms = at <= now ? 0 : (at - now + 999) / 1000;
+			if (ms < timeout)
+				timeout = (int)ms;
 		}
 		int n = epoll_wait(w->epfd, evs, MAX_EVENTS, timeout);
 		if (n < 0 && errno != EINTR) {
@@ -940,6 +945,7 @@ static void *worker_main(void *arg)
 		}
 		gw_log_access_flush();
 	}
+	gw_beat_unregister(beat);
 	gw_log_access_batch(false);
 	return NULL;
 }

@@ -17,6 +17,7 @@ Suite *ledger_suite(void);
 Suite *cache_suite(void);
 Suite *answer_suite(void);
 Suite *jscan_suite(void);
+Suite *beat_suite(void);
 
 int main(void)
 {
@@ -30,6 +31,7 @@ int main(void)
 	srunner_add_suite(sr, cache_suite());
 	srunner_add_suite(sr, answer_suite());
 	srunner_add_suite(sr, jscan_suite());
+	srunner_add_suite(sr, beat_suite());
 	srunner_run_all(sr, CK_NORMAL);
 	int run = srunner_ntests_run(sr);
 	int failed = srunner_ntests_failed(sr);
