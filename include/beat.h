@@ -16,6 +16,9 @@
 #include <stdint.h>
 
 #define GW_BEAT_INTERVAL_US (INT64_C(1000) * 1000)
+/* A loop silent for longer is stuck: /health says so at once, the
+ * watchdog after half its interval when that is longer. */
+#define GW_BEAT_STUCK_US (3 * GW_BEAT_INTERVAL_US)
 
 struct gw_beat;
 

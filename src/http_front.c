@@ -33,6 +33,7 @@
 #include <unistd.h>
 
 #include "async.h"
+#include "beat.h"
 #include "cache.h"
 #include "dashboard.h"
 #include "job.h"
@@ -200,14 +201,26 @@ static enum route route_of(const char *url)
 	return ROUTE_NONE;
 }
 
+/* Liveness: 503 "stuck" while one of the daemon's loops (a worker, the
+ * scheduler, the Redis client) has not run for GW_BEAT_STUCK_US. */
 static enum MHD_Result answer_health(struct conn *c)
 {
 	struct gw_front *f = c->f;
-	int64_t up = (gw_now_us() - f->started_us) / 1000000;
-	return send_json(c, 200,
-			 json_pack("{s:s, s:s, s:s, s:I}", "status",
-				   atomic_load(&f->quiesced) ? "draining" : "ok", "version",
-				   GW_VERSION, "mode", f->mode, "uptime_s", (json_int_t)up));
+	int64_t now = gw_now_us(), up = (now - f->started_us) / 1000000, silent;
+	json_t *body = json_pack("{s:s, s:s, s:s, s:I}", "status",
+				 atomic_load(&f->quiesced) ? "draining" : "ok", "version", GW_VERSION,
+				 "mode", f->mode, "uptime_s", (json_int_t)up);
+	const char *name;
+	unsigned index;
+	if (body && gw_beat_oldest(now, &name, &index, &silent) && silent > GW_BEAT_STUCK_US) {
+		char loop[64];
+		snprintf(loop, sizeof(loop), "%s %u", name, index);
+		json_object_set_new(body, "status", json_string("stuck"));
+		json_object_set_new(body, "stuck_loop", json_string(loop));
+		json_object_set_new(body, "silent_ms", json_integer((json_int_t)(silent / 1000)));
+		return send_json(c, 503, body);
+	}
+	return send_json(c, 200, body);
 }
 
 static enum MHD_Result answer_ready(struct conn *c)

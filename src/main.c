@@ -435,11 +435,11 @@ int main(int argc, char **argv)
 	int64_t tick_us = 1000000; /* async record retries, recovery */
 	if (sd_watchdog_enabled(0, &wd_usec) > 0 && wd_usec > 0 && (int64_t)wd_usec / 2 < tick_us)
 		tick_us = (int64_t)wd_usec / 2;
-	/* A loop is stuck once its beat is older than half the watchdog's
-	 * interval, and never before three beat intervals. */
+	/* The watchdog gives up on a loop once its beat is older than half
+	 * its interval, and never before GW_BEAT_STUCK_US. */
 	int64_t beat_max_us = (int64_t)wd_usec / 2;
-	if (beat_max_us < 3 * GW_BEAT_INTERVAL_US)
-		beat_max_us = 3 * GW_BEAT_INTERVAL_US;
+	if (beat_max_us < GW_BEAT_STUCK_US)
+		beat_max_us = GW_BEAT_STUCK_US;
 	bool withheld = false;
 	int64_t next_save = gw_now_us() + (int64_t)SAVE_INTERVAL_S * 1000000;
 	for (;;) {

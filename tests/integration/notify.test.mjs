@@ -2,8 +2,8 @@
 // socket of the test's own (NOTIFY_SOCKET) with a watchdog of 400 ms
 // (WATCHDOG_USEC). It says READY=1 once it serves, pings WATCHDOG=1 every
 // 200 ms for as long as each of its loops (workers, scheduler, Redis
-// client) keeps beating, idle ones included, and says STOPPING=1 on
-// SIGTERM.
+// client) keeps beating, idle ones included (and /health says "ok"), and
+// says STOPPING=1 on SIGTERM.
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
@@ -59,6 +59,12 @@ test('READY=1, then watchdog pings while every loop beats, idle or busy, then ST
   await waitFor('4.5 s of pings after READY=1', () => Date.now() - ready.at > 4500, { timeoutMs: 8000 });
   const pings = (from, to) => sink.msgs.filter((m) => m.text === 'WATCHDOG=1' && m.at >= from && m.at < to).length;
   assert.ok(pings(ready.at + 3500, ready.at + 4500) >= 3, `pings 3.5-4.5 s after READY=1: ${pings(ready.at + 3500, ready.at + 4500)}`);
+  // /health, the liveness probe where there is no systemd, agrees.
+  const health = await fetch(`${gw.url}/health`);
+  const h = await health.json();
+  assert.equal(health.status, 200, JSON.stringify(h));
+  assert.equal(h.status, 'ok');
+  assert.equal(h.stuck_loop, undefined);
   // Busy: calls go through, and the pings go on.
   const t0 = Date.now();
   for (let i = 0; i < 5; i++) assert.equal((await gw.chat(chatBody(`beat ${i}`))).status, 200);
