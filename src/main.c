@@ -253,8 +253,6 @@ static void resume_one(void *arg, const char *id, const char *rec, size_t len)
 	gw_pipeline_resume_async(rc->p, rc->conf, id, rec, len);
 }
 
-/* Resumes the async jobs owed from before the last stop when Redis is up;
- * returns whether that happened. */
 /* WATCHDOG=1 only while every loop of the daemon beats (beat.h): a stuck
  * loop is named once, and systemd restarts the daemon when the pings stop.
  * max_age_us: the oldest beat still taken as a running loop. */
@@ -277,6 +275,8 @@ static void watchdog_ping(int64_t max_age_us, bool *withheld)
 	sd_notify(0, "WATCHDOG=1");
 }
 
+/* Resumes the async jobs owed from before the last stop when Redis is up;
+ * returns whether that happened. */
 static bool recover_async(struct gw_pipeline *p, struct gw_config *conf, bool up)
 {
 	if (!up)
