@@ -6,8 +6,9 @@
 # Everything runs on 127.0.0.1 on free ports picked at run time: the fake
 # provider (--fast), a throwaway redis-server, an nginx with a generated
 # config (the reference proxy hop), bin/stack_floor (the cheapest proxy
-# llmgwd's own libraries allow) and llmgwd with limits far above the load. Every load run is bounded in time and count, every wait for a
-# process has a timeout, and every process started here is stopped on exit.
+# llmgwd's own libraries allow) and llmgwd with limits far above the load.
+# Every load run is bounded in time and count, every wait for a process
+# has a timeout, and every process started here is stopped on exit.
 # The exit status is non-zero only when the harness itself fails (a process
 # does not start, a load tool gives no result); missed targets are printed,
 # not failed.
