@@ -33,7 +33,7 @@ struct gw_pipeline {
 struct gw_cache_hints {
 	bool no_cache;               /* Cache-Control: no-cache: skip the lookup, store */
 	bool no_store;               /* Cache-Control: no-store: neither */
-	const char *explicit_key;    /* X-Cache-Key, or NULL */
+	const char *explicit_key;    /* X-Cache-Key; NULL or "": none */
 };
 
 /*

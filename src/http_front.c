@@ -544,6 +544,13 @@ static int read_headers(struct conn *c, struct gw_error *err)
 	return 0;
 }
 
+/* Hands the connection's job to the pipeline with its cache headers. */
+static void run_job(struct conn *c)
+{
+	struct gw_cache_hints h = { c->no_cache, c->no_store, c->cache_key_hdr };
+	gw_pipeline_run(c->f->p, c->job, &h);
+}
+
 /* X-Async: record the job in Redis, answer 202 at once, run it detached. */
 static enum MHD_Result accept_async(struct conn *c)
 {
@@ -576,9 +583,7 @@ static enum MHD_Result accept_async(struct conn *c)
 	MHD_add_response_header(r, MHD_HTTP_HEADER_LOCATION, loc);
 	enum MHD_Result ret = MHD_queue_response(c->mc, 202, r);
 	MHD_destroy_response(r);
-	struct gw_cache_hints h = { c->no_cache, c->no_store,
-				    c->cache_key_hdr[0] ? c->cache_key_hdr : NULL };
-	gw_pipeline_run(f->p, job, &h);
+	run_job(c);
 	return ret;
 }
 
@@ -651,7 +656,6 @@ static enum MHD_Result answer_async_lookup(struct conn *c)
 /* The body is complete: parse it, look in the cache or queue the job, suspend. */
 static enum MHD_Result submit_chat(struct conn *c)
 {
-	struct gw_front *f = c->f;
 	struct gw_job *job = c->job;
 	struct gw_error err;
 	if (gw_chat_parse(c->body.data, c->body.len, &job->chat, &err) < 0)
@@ -674,9 +678,7 @@ static enum MHD_Result submit_chat(struct conn *c)
 	c->state = CONN_WAITING;
 	/* Suspend first: the job may finish on another thread right away. */
 	conn_suspend(c);
-	struct gw_cache_hints h = { c->no_cache, c->no_store,
-				    c->cache_key_hdr[0] ? c->cache_key_hdr : NULL };
-	gw_pipeline_run(f->p, job, &h);
+	run_job(c);
 	return MHD_YES;
 }
 
