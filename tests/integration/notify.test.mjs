@@ -55,10 +55,10 @@ test('READY=1, then watchdog pings while every loop beats, idle or busy, then ST
   cleanup.push(() => gw.stop());
   const ready = await waitFor('READY=1', () => sink.msgs.find((m) => m.text === 'READY=1'));
   // Idle for more than three beat intervals (3 s): every loop must have
-  // woken and beaten by itself, or the pings stop.
-  await waitFor('4.5 s of pings after READY=1', () => Date.now() - ready.at > 4500, { timeoutMs: 8000 });
+  // woken and beaten by itself, or the pings stop and this wait times out.
   const pings = (from, to) => sink.msgs.filter((m) => m.text === 'WATCHDOG=1' && m.at >= from && m.at < to).length;
-  assert.ok(pings(ready.at + 3500, ready.at + 4500) >= 3, `pings 3.5-4.5 s after READY=1: ${pings(ready.at + 3500, ready.at + 4500)}`);
+  await waitFor('three pings more than 3.5 s after READY=1', () => pings(ready.at + 3500, Infinity) >= 3,
+    { timeoutMs: 8000 });
   // /health, the liveness probe where there is no systemd, agrees.
   const health = await fetch(`${gw.url}/health`);
   const h = await health.json();
