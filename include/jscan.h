@@ -6,11 +6,11 @@
  * A non-streamed OpenAI answer goes back to the client byte for byte, and
  * a cached one as it was stored, so building a tree of them (an
  * allocation per value, a copy of every string) only to read three
- * numbers costs more than the rest of the request's handling. The scan accepts exactly the texts jansson's json_loadb
- * accepts with flags 0 (RFC 8259 with a top-level object or array, UTF-8
- * checked, no "\u0000", integers within int64, reals that do not
- * overflow, nesting up to 2048 values deep), which the unit tests check
- * against jansson itself.
+ * numbers costs more than the rest of the request's handling. The scan
+ * accepts exactly the texts jansson's json_loadb accepts with flags 0
+ * (RFC 8259 with a top-level object or array, UTF-8 checked, no "\u0000",
+ * integers within int64, reals that do not overflow, nesting up to 2048
+ * values deep), which the unit tests check against jansson itself.
  */
 #ifndef GW_JSCAN_H
 #define GW_JSCAN_H
