@@ -11,7 +11,14 @@
  * returned. Then make bench can tell how much of llmgwd's distance to nginx
  * is llmgwd's own work and how much is the stack's.
  *
+ * With --front raw, libmicrohttpd is left out: each worker thread accepts on
+ * its own SO_REUSEPORT socket and reads and answers its clients itself with
+ * a minimal HTTP/1.1 reader (Content-Length bodies, keep-alive, nothing
+ * else), so a request never changes threads. That variant is no server
+ * anyone should deploy; it tells how much of the floor is libmicrohttpd's.
+ *
  *   stack_floor --listen PORT --upstream URL [--http-threads N] [--workers N]
+ *               [--front mhd|raw]
  *
  * Runs until SIGTERM or SIGINT. Loopback only.
  */
@@ -20,6 +27,7 @@
 #include <errno.h>
 #include <microhttpd.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
@@ -28,6 +36,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <sys/socket.h>
 #include <sys/eventfd.h>
 #include <time.h>
 #include <unistd.h>
@@ -42,9 +51,12 @@ struct buf {
 	size_t len, cap;
 };
 
+struct client;
+
 /* One request: read by the front, carried upstream by a worker. */
 struct xfer {
 	struct MHD_Connection *conn;
+	struct client *cl; /* --front raw */
 	struct buf req, resp;
 	long status;
 	int done; /* set by the worker before it resumes the connection */
@@ -61,9 +73,18 @@ struct lane {
 	int xfers;
 };
 
+/* A client connection of the raw front, owned by one worker. */
+struct client {
+	int fd;
+	struct buf in, out;
+	size_t out_off;
+	struct xfer *x; /* the request upstream, if any */
+	int gone;       /* closed while upstream: free when the transfer ends */
+};
+
 struct worker {
 	pthread_t th;
-	int ep, wake;
+	int ep, wake, lfd;
 	struct lane lanes[LANES_MAX];
 	int nlanes;
 	pthread_mutex_t lock;
@@ -79,6 +100,11 @@ static unsigned nworkers;
 static atomic_uint next_worker;
 static volatile sig_atomic_t stop;
 static struct lane *lane_of[FD_MAX]; /* each curl socket's lane */
+static struct client *client_of[FD_MAX]; /* --front raw: each client socket */
+static int raw_front;
+static unsigned listen_port;
+
+static void raw_answer(struct worker *w, struct xfer *x);
 
 static void die(const char *what)
 {
@@ -207,8 +233,152 @@ static void finish(struct worker *w, struct lane *lane)
 			curl_easy_cleanup(e);
 		}
 		x->done = 1;
-		MHD_resume_connection(x->conn);
+		if (raw_front)
+			raw_answer(w, x);
+		else
+			MHD_resume_connection(x->conn);
 	}
+}
+
+/* ---- front --front raw: each worker reads and answers its own clients ---- */
+
+static void raw_close(struct client *cl)
+{
+	client_of[cl->fd] = NULL;
+	close(cl->fd);
+	if (cl->x) {
+		cl->gone = 1;
+		return;
+	}
+	free(cl->in.p);
+	free(cl->out.p);
+	free(cl);
+}
+
+static void raw_flush(struct worker *w, struct client *cl)
+{
+	while (cl->out_off < cl->out.len) {
+		ssize_t n = write(cl->fd, cl->out.p + cl->out_off, cl->out.len - cl->out_off);
+		if (n < 0 && errno == EAGAIN) {
+			struct epoll_event ev = { .events = EPOLLIN | EPOLLOUT, .data.fd = cl->fd };
+			epoll_ctl(w->ep, EPOLL_CTL_MOD, cl->fd, &ev);
+			return;
+		}
+		if (n <= 0) {
+			raw_close(cl);
+			return;
+		}
+		cl->out_off += (size_t)n;
+	}
+	cl->out.len = cl->out_off = 0;
+}
+
+static void start(struct worker *w, struct xfer *x);
+
+/* Starts the next whole request in cl->in, if there is one. */
+static void raw_parse(struct worker *w, struct client *cl)
+{
+	if (cl->x || cl->in.len < 4)
+		return;
+	char *end = memmem(cl->in.p, cl->in.len, "\r\n\r\n", 4);
+	if (!end)
+		return;
+	size_t head = (size_t)(end - cl->in.p) + 4, clen = 0;
+	for (char *l = memchr(cl->in.p, '\n', head); l && l < end; l = memchr(l + 1, '\n', head)) {
+		if (strncasecmp(l + 1, "content-length:", 15) == 0)
+			clen = strtoul(l + 16, NULL, 10);
+	}
+	if (cl->in.len < head + clen)
+		return;
+	struct xfer *x = calloc(1, sizeof(*x));
+	if (!x || buf_add(&x->req, cl->in.p + head, clen) < 0)
+		die("out of memory");
+	x->cl = cl;
+	cl->x = x;
+	memmove(cl->in.p, cl->in.p + head + clen, cl->in.len - head - clen);
+	cl->in.len -= head + clen;
+	start(w, x);
+}
+
+static void raw_answer(struct worker *w, struct xfer *x)
+{
+	struct client *cl = x->cl;
+	cl->x = NULL;
+	if (cl->gone) {
+		free(cl->in.p);
+		free(cl->out.p);
+		free(cl);
+	} else {
+		char head[160];
+		int n = snprintf(head, sizeof(head),
+				 "HTTP/1.1 %ld OK\r\nContent-Type: application/json\r\n"
+				 "Content-Length: %zu\r\n\r\n",
+				 x->status, x->resp.len);
+		if (buf_add(&cl->out, head, (size_t)n) < 0 ||
+		    buf_add(&cl->out, x->resp.p, x->resp.len) < 0)
+			die("out of memory");
+		raw_flush(w, cl);
+		if (client_of[cl->fd] == cl)
+			raw_parse(w, cl);
+	}
+	free(x->req.p);
+	free(x->resp.p);
+	free(x);
+}
+
+static void raw_event(struct worker *w, struct client *cl, uint32_t events)
+{
+	if (events & EPOLLOUT) {
+		struct epoll_event ev = { .events = EPOLLIN, .data.fd = cl->fd };
+		epoll_ctl(w->ep, EPOLL_CTL_MOD, cl->fd, &ev);
+		raw_flush(w, cl);
+		if (client_of[cl->fd] != cl)
+			return;
+	}
+	if (!(events & (EPOLLIN | EPOLLERR | EPOLLHUP)))
+		return;
+	char tmp[8192];
+	ssize_t n = read(cl->fd, tmp, sizeof(tmp));
+	if (n < 0 && errno == EAGAIN)
+		return;
+	if (n <= 0 || buf_add(&cl->in, tmp, (size_t)n) < 0 || cl->in.len > 65536) {
+		raw_close(cl);
+		return;
+	}
+	raw_parse(w, cl);
+}
+
+static void raw_accept(struct worker *w)
+{
+	for (;;) {
+		int fd = accept4(w->lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+		if (fd < 0)
+			return;
+		struct client *cl = calloc(1, sizeof(*cl));
+		if (fd >= FD_MAX || !cl) {
+			close(fd);
+			free(cl);
+			continue;
+		}
+		int one = 1;
+		setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+		cl->fd = fd;
+		client_of[fd] = cl;
+		struct epoll_event ev = { .events = EPOLLIN, .data.fd = fd };
+		epoll_ctl(w->ep, EPOLL_CTL_ADD, fd, &ev);
+	}
+}
+
+static int raw_listen(void)
+{
+	int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0), one = 1;
+	struct sockaddr_in sa = { .sin_family = AF_INET, .sin_port = htons((uint16_t)listen_port) };
+	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	if (fd < 0 || setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) < 0 ||
+	    setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) < 0 ||
+	    bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 || listen(fd, 4096) < 0)
+		die("cannot listen");
+	return fd;
 }
 
 static void *worker_main(void *arg)
@@ -239,6 +409,14 @@ static void *worker_main(void *arg)
 					start(w, x);
 					x = next;
 				}
+				continue;
+			}
+			if (raw_front && fd == w->lfd) {
+				raw_accept(w);
+				continue;
+			}
+			if (raw_front && client_of[fd]) {
+				raw_event(w, client_of[fd], evs[i].events);
 				continue;
 			}
 			struct lane *lane = lane_of[fd];
@@ -336,6 +514,10 @@ static void on_signal(int sig)
 	stop = 1;
 }
 
+#define USAGE \
+	"usage: stack_floor --listen PORT --upstream URL [--http-threads N] [--workers N] " \
+	"[--front mhd|raw]"
+
 int main(int argc, char **argv)
 {
 	unsigned port = 0, http_threads = 2;
@@ -349,14 +531,17 @@ int main(int argc, char **argv)
 			http_threads = (unsigned)strtoul(argv[i + 1], NULL, 10);
 		else if (strcmp(argv[i], "--workers") == 0)
 			nw = strtol(argv[i + 1], NULL, 10);
+		else if (strcmp(argv[i], "--front") == 0 && strcmp(argv[i + 1], "raw") == 0)
+			raw_front = 1;
+		else if (strcmp(argv[i], "--front") == 0 && strcmp(argv[i + 1], "mhd") == 0)
+			raw_front = 0;
 		else
-			die("usage: stack_floor --listen PORT --upstream URL [--http-threads N] "
-			    "[--workers N]");
+			die(USAGE);
 	}
 	if (!port || port > 65535 || !upstream || !http_threads || nw < 1 || nw > 64)
-		die("usage: stack_floor --listen PORT --upstream URL [--http-threads N] "
-		    "[--workers N]");
+		die(USAGE);
 	nworkers = (unsigned)nw;
+	listen_port = port;
 	signal(SIGPIPE, SIG_IGN);
 	signal(SIGTERM, on_signal);
 	signal(SIGINT, on_signal);
@@ -375,8 +560,20 @@ int main(int argc, char **argv)
 			die("worker set-up");
 		struct epoll_event ev = { .events = EPOLLIN, .data.fd = w->wake };
 		epoll_ctl(w->ep, EPOLL_CTL_ADD, w->wake, &ev);
+		w->lfd = -1;
+		if (raw_front) {
+			w->lfd = raw_listen();
+			ev.data.fd = w->lfd;
+			epoll_ctl(w->ep, EPOLL_CTL_ADD, w->lfd, &ev);
+		}
 		if (pthread_create(&w->th, NULL, worker_main, w) != 0)
 			die("pthread_create");
+	}
+	if (raw_front) {
+		fprintf(stderr, "stack_floor: raw front, listening on 127.0.0.1:%u\n", port);
+		for (unsigned i = 0; i < nworkers; i++)
+			pthread_join(workers[i].th, NULL);
+		return 0;
 	}
 	struct sockaddr_in sa = { .sin_family = AF_INET, .sin_port = htons((uint16_t)port) };
 	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
