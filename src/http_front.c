@@ -1,28 +1,27 @@
 /*
- * http_front.c - libmicrohttpd front: routing, limits, header semantics,
- * suspend/resume around jobs, response writing. See http_front.h.
+ * http_front.c - the HTTP front: routing, limits, header semantics,
+ * parking requests around jobs, answers. See http_front.h; the sockets and
+ * HTTP/1.1 itself are http1.c's.
  *
  * Per-connection state is a small state machine (enum conn_state):
- *   HEADERS  first callback: route, method, Content-Length and header
- *            checks; errors are answered before any body is read
- *   BODY     body bytes are collected, bounded by max_body_bytes
- *   DISCARD  a chunked body went over the bound: the rest is read and
- *            dropped (up to a hard cap) so the client gets its 413
- *   WAITING  a job was submitted and the connection is suspended; the
- *            job resumes it (from whatever thread) when it finishes or
- *            its stream starts
+ *   HEADERS  on_headers: route, method and header checks; errors are
+ *            answered before any body is read
+ *   BODY     the server reads the body, bounded by max_body_bytes (over
+ *            it, on_body sees body_too_large and answers 413)
+ *   WAITING  a job was submitted and the request is parked; the job
+ *            resumes it (from whatever thread) when it finishes or its
+ *            stream starts
  *   STREAMING a chunked event-stream response drains the job's bytes;
- *            the connection is suspended whenever none are waiting
- *   LOOKUP   GET /v1/requests/{id}: suspended while the cache thread
- *            reads the record from Redis
- *   ANSWERED a response was queued; NOTIFY_COMPLETED frees the state
+ *            the request is parked whenever none are waiting
+ *   LOOKUP   GET /v1/requests/{id}: parked while the cache thread reads
+ *            the record from Redis
+ *   ANSWERED an answer was given; on_done frees the state
  */
 #include "http_front.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
 #include <jansson.h>
-#include <microhttpd.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -36,6 +35,7 @@
 #include "beat.h"
 #include "cache.h"
 #include "dashboard.h"
+#include "http1.h"
 #include "job.h"
 #include "ledger.h"
 #include "log.h"
@@ -44,10 +44,12 @@
 #include "scheduler.h"
 #include "stats.h"
 
+/* Front threads with a watchdog beat (http_threads is at most 64). */
+#define GW_FRONT_THREADS_MAX 64
+
 enum conn_state {
 	CONN_HEADERS = 0,
 	CONN_BODY,
-	CONN_DISCARD,
 	CONN_WAITING,
 	CONN_STREAMING,
 	CONN_LOOKUP,
@@ -67,7 +69,7 @@ enum route {
 };
 
 struct gw_front {
-	struct MHD_Daemon *d;
+	struct gw_http1 *d;
 	struct gw_pipeline *p;
 	const char *mode;
 	int64_t started_us;
@@ -77,18 +79,17 @@ struct gw_front {
 	atomic_bool quiesced;
 	atomic_uint_fast64_t id_seq;
 	uint32_t id_salt;
+	struct gw_beat *beats[GW_FRONT_THREADS_MAX];
 };
 
 struct conn {
 	enum conn_state state;
 	enum route route;
 	struct gw_front *f;
-	struct MHD_Connection *mc;
+	struct gw_http1_req *r;
 	struct gw_config *conf;
-	struct gw_buf body;
 	struct gw_job *job;
 	bool counted;
-	size_t discarded;
 	/* Cache headers, read before the body. */
 	bool no_cache;                 /* Cache-Control: no-cache: skip the lookup, store */
 	bool no_store;                 /* Cache-Control: no-store: neither */
@@ -101,10 +102,6 @@ struct conn {
 	char *lookup_value;
 	size_t lookup_len;
 };
-
-/* How much of an over-long chunked body is read and dropped before the
- * connection is simply closed. */
-#define DISCARD_CAP (8u << 20)
 
 static struct gw_config *current_config(struct gw_front *f)
 {
@@ -123,61 +120,49 @@ void gw_front_set_config(struct gw_front *f, struct gw_config *conf)
 	gw_config_unref(old);
 }
 
-/* Queues body (ownership taken, freed by MHD) with status and JSON type. */
-static enum MHD_Result send_body(struct MHD_Connection *mc, unsigned status, char *body,
-				 size_t len, const char *ctype, const char *request_id,
-				 struct MHD_Response **out)
+/* The content type and request id of an answer; more headers may follow
+ * before gw_http1_respond. */
+static void answer_headers(struct conn *c, const char *ctype, const char *request_id)
 {
-	struct MHD_Response *r =
-		MHD_create_response_from_buffer(len, body ? body : (void *)"", body ? MHD_RESPMEM_MUST_FREE : MHD_RESPMEM_PERSISTENT);
-	if (!r) {
-		free(body);
-		return MHD_NO;
-	}
-	MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, ctype);
+	gw_http1_add_header(c->r, "Content-Type", ctype);
 	if (request_id)
-		MHD_add_response_header(r, "X-Request-Id", request_id);
-	if (out) {
-		*out = r;
-		return MHD_YES;
-	}
-	enum MHD_Result ret = MHD_queue_response(mc, status, r);
-	MHD_destroy_response(r);
-	return ret;
+		gw_http1_add_header(c->r, "X-Request-Id", request_id);
 }
 
-static enum MHD_Result send_error(struct conn *c, const struct gw_error *err,
-				  const char *request_id)
+/* Answers with body (taken: the server frees it; NULL for none). */
+static int send_body(struct conn *c, unsigned status, char *body, size_t len, const char *ctype,
+		     const char *request_id)
+{
+	c->state = CONN_ANSWERED;
+	answer_headers(c, ctype, request_id);
+	gw_http1_respond(c->r, status, body, body ? len : 0, body != NULL);
+	return 0;
+}
+
+static int send_error(struct conn *c, const struct gw_error *err, const char *request_id)
 {
 	size_t len = 0;
 	char *body = gw_error_body(err, &len);
-	struct MHD_Response *r;
 	c->state = CONN_ANSWERED;
-	if (send_body(c->mc, (unsigned)err->status, body, len, "application/json", request_id,
-		      &r) != MHD_YES)
-		return MHD_NO;
+	answer_headers(c, "application/json", request_id);
 	if (err->retry_after_s > 0) {
 		char ra[16];
 		snprintf(ra, sizeof(ra), "%d", err->retry_after_s);
-		MHD_add_response_header(r, MHD_HTTP_HEADER_RETRY_AFTER, ra);
+		gw_http1_add_header(c->r, "Retry-After", ra);
 	}
-	if (err->status == 405) {
-		MHD_add_response_header(r, MHD_HTTP_HEADER_ALLOW,
-					c->route == ROUTE_CHAT ? "POST" : "GET, HEAD");
-	}
-	enum MHD_Result ret = MHD_queue_response(c->mc, (unsigned)err->status, r);
-	MHD_destroy_response(r);
-	return ret;
+	if (err->status == 405)
+		gw_http1_add_header(c->r, "Allow", c->route == ROUTE_CHAT ? "POST" : "GET, HEAD");
+	gw_http1_respond(c->r, (unsigned)err->status, body, body ? len : 0, body != NULL);
+	return 0;
 }
 
-static enum MHD_Result send_json(struct conn *c, unsigned status, json_t *root)
+static int send_json(struct conn *c, unsigned status, json_t *root)
 {
 	char *s = root ? json_dumps(root, JSON_COMPACT) : NULL;
 	json_decref(root);
 	if (!s)
-		return MHD_NO;
-	c->state = CONN_ANSWERED;
-	return send_body(c->mc, status, s, strlen(s), "application/json", NULL, NULL);
+		return -1;
+	return send_body(c, status, s, strlen(s), "application/json", NULL);
 }
 
 static enum route route_of(const char *url)
@@ -203,7 +188,7 @@ static enum route route_of(const char *url)
 
 /* Liveness: 503 "stuck" while one of the daemon's loops (a worker, the
  * scheduler, the Redis client) has not run for GW_BEAT_STUCK_US. */
-static enum MHD_Result answer_health(struct conn *c)
+static int answer_health(struct conn *c)
 {
 	struct gw_front *f = c->f;
 	int64_t now = gw_now_us(), up = (now - f->started_us) / 1000000, silent;
@@ -223,7 +208,7 @@ static enum MHD_Result answer_health(struct conn *c)
 	return send_json(c, 200, body);
 }
 
-static enum MHD_Result answer_ready(struct conn *c)
+static int answer_ready(struct conn *c)
 {
 	struct gw_front *f = c->f;
 	struct gw_sched_snapshot snap;
@@ -251,12 +236,13 @@ static enum MHD_Result answer_ready(struct conn *c)
 
 /* /stats (JSON, or CSV with ?format=csv) and /metrics, from the ledger
  * and a snapshot of the scheduler. */
-static enum MHD_Result answer_stats(struct conn *c)
+static int answer_stats(struct conn *c)
 {
 	struct gw_front *f = c->f;
 	struct gw_sched_snapshot snap;
 	int64_t up = (gw_now_us() - f->started_us) / 1000000;
-	const char *fmt = MHD_lookup_connection_value(c->mc, MHD_GET_ARGUMENT_KIND, "format");
+	char fmt_buf[16];
+	const char *fmt = gw_http1_arg(c->r, "format", fmt_buf, sizeof(fmt_buf));
 	char *body;
 	const char *ctype;
 	gw_sched_snapshot(f->p->sched, &snap);
@@ -276,9 +262,8 @@ static enum MHD_Result answer_stats(struct conn *c)
 		ctype = "application/json";
 	}
 	if (!body)
-		return MHD_NO;
-	c->state = CONN_ANSWERED;
-	return send_body(c->mc, 200, body, strlen(body), ctype, NULL, NULL);
+		return -1;
+	return send_body(c, 200, body, strlen(body), ctype, NULL);
 }
 
 
@@ -288,30 +273,24 @@ static enum MHD_Result answer_stats(struct conn *c)
  * it is served without a key: a browser cannot send a Bearer header when
  * it opens a page.
  */
-static enum MHD_Result answer_dashboard(struct conn *c, const char *url)
+static int answer_dashboard(struct conn *c, const char *url)
 {
 	const char *body, *ctype;
 	size_t len;
 	if (gw_dashboard_asset(url, &body, &len, &ctype) < 0)
-		return MHD_NO;
-	struct MHD_Response *r =
-		MHD_create_response_from_buffer(len, (void *)body, MHD_RESPMEM_PERSISTENT);
-	if (!r)
-		return MHD_NO;
+		return -1;
 	bool page = strcmp(url, "/dashboard") == 0;
-	MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, ctype);
-	MHD_add_response_header(r, MHD_HTTP_HEADER_CACHE_CONTROL,
-				page ? "no-cache" : "public, max-age=86400");
-	MHD_add_response_header(r, "X-Content-Type-Options", "nosniff");
+	gw_http1_add_header(c->r, "Content-Type", ctype);
+	gw_http1_add_header(c->r, "Cache-Control", page ? "no-cache" : "public, max-age=86400");
+	gw_http1_add_header(c->r, "X-Content-Type-Options", "nosniff");
 	if (page)
-		MHD_add_response_header(r, "Content-Security-Policy", GW_DASHBOARD_CSP);
+		gw_http1_add_header(c->r, "Content-Security-Policy", GW_DASHBOARD_CSP);
 	c->state = CONN_ANSWERED;
-	enum MHD_Result ret = MHD_queue_response(c->mc, MHD_HTTP_OK, r);
-	MHD_destroy_response(r);
-	return ret;
+	gw_http1_respond(c->r, 200, (char *)body, len, false);
+	return 0;
 }
 
-static enum MHD_Result answer_models(struct conn *c)
+static int answer_models(struct conn *c)
 {
 	const struct gw_config *conf = c->conf;
 	json_t *data = json_array();
@@ -332,23 +311,23 @@ static enum MHD_Result answer_models(struct conn *c)
 static void conn_resume(void *arg)
 {
 	struct conn *c = arg;
-	MHD_resume_connection(c->mc);
+	gw_http1_resume(c->r);
 }
 
-/* Suspends the connection until the job wakes it. */
+/* Parks the request until the job wakes it. */
 static void conn_suspend(struct conn *c)
 {
 	pthread_mutex_lock(&c->job->lock);
 	c->job->suspended = true;
-	MHD_suspend_connection(c->mc);
+	gw_http1_park(c->r);
 	pthread_mutex_unlock(&c->job->lock);
 }
 
-/* MHD pulls stream bytes from the job; with none waiting it suspends. */
-static ssize_t stream_reader(void *cls, uint64_t pos, char *buf, size_t max)
+/* The server pulls stream bytes from the job; with none waiting the
+ * request parks until the job wakes it. */
+static ssize_t stream_reader(struct gw_http1_req *r, char *buf, size_t max)
 {
-	(void)pos;
-	struct conn *c = cls;
+	struct conn *c = r->user;
 	struct gw_job *job = c->job;
 	ssize_t n;
 	pthread_mutex_lock(&job->lock);
@@ -358,73 +337,63 @@ static ssize_t stream_reader(void *cls, uint64_t pos, char *buf, size_t max)
 		gw_buf_consume(&job->out, k);
 		n = (ssize_t)k;
 	} else if (job->ended) {
-		n = MHD_CONTENT_READER_END_OF_STREAM;
+		n = GW_HTTP1_END;
 	} else {
 		job->suspended = true;
-		MHD_suspend_connection(c->mc);
 		n = 0;
 	}
 	pthread_mutex_unlock(&job->lock);
 	return n;
 }
 
-static void add_job_headers(struct MHD_Response *r, const struct gw_job *job)
+static void add_job_headers(struct conn *c, const struct gw_job *job)
 {
 	char num[32];
-	MHD_add_response_header(r, "X-Cache", job->x_cache);
+	gw_http1_add_header(c->r, "X-Cache", job->x_cache);
 	if (job->provider >= 0 && job->status < 500)
-		MHD_add_response_header(r, "X-Provider",
-					gw_provider_name((enum gw_provider_id)job->provider));
+		gw_http1_add_header(c->r, "X-Provider",
+				    gw_provider_name((enum gw_provider_id)job->provider));
 	snprintf(num, sizeof(num), "%lld", (long long)(job->queue_us / 1000));
-	MHD_add_response_header(r, "X-Queue-Ms", num);
+	gw_http1_add_header(c->r, "X-Queue-Ms", num);
 }
 
-static enum MHD_Result answer_stream(struct conn *c)
+static int answer_stream(struct conn *c)
 {
 	struct gw_job *job = c->job;
-	struct MHD_Response *r =
-		MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 16 * 1024, stream_reader, c, NULL);
-	if (!r)
-		return MHD_NO;
 	c->state = CONN_STREAMING;
-	MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, "text/event-stream");
-	MHD_add_response_header(r, MHD_HTTP_HEADER_CACHE_CONTROL, "no-cache");
-	MHD_add_response_header(r, "X-Accel-Buffering", "no");
-	MHD_add_response_header(r, "X-Request-Id", job->id);
-	add_job_headers(r, job);
-	enum MHD_Result ret = MHD_queue_response(c->mc, MHD_HTTP_OK, r);
-	MHD_destroy_response(r);
-	return ret;
+	gw_http1_add_header(c->r, "Content-Type", "text/event-stream");
+	gw_http1_add_header(c->r, "Cache-Control", "no-cache");
+	gw_http1_add_header(c->r, "X-Accel-Buffering", "no");
+	gw_http1_add_header(c->r, "X-Request-Id", job->id);
+	add_job_headers(c, job);
+	gw_http1_stream(c->r, 200, stream_reader);
+	return 0;
 }
 
-static enum MHD_Result answer_job(struct conn *c)
+static int answer_job(struct conn *c)
 {
 	struct gw_job *job = c->job;
-	struct MHD_Response *r;
 	char *body = job->body;
 	size_t len = job->body_len;
 	job->body = NULL;
 	c->state = CONN_ANSWERED;
-	if (send_body(c->mc, (unsigned)job->status, body, len, "application/json", job->id, &r) !=
-	    MHD_YES)
-		return MHD_NO;
+	answer_headers(c, "application/json", job->id);
 	char num[32];
-	add_job_headers(r, job);
+	add_job_headers(c, job);
 	if (job->cost == 0)
 		snprintf(num, sizeof(num), "0");
 	else
 		gw_ledger_format_usd(job->cost, num, sizeof(num));
-	MHD_add_response_header(r, "X-Cost-USD", num);
+	gw_http1_add_header(c->r, "X-Cost-USD", num);
 	if (job->retry_after_s > 0) {
 		snprintf(num, sizeof(num), "%d", job->retry_after_s);
-		MHD_add_response_header(r, MHD_HTTP_HEADER_RETRY_AFTER, num);
+		gw_http1_add_header(c->r, "Retry-After", num);
 	}
 	/* The OpenAI SDKs honour this and do not retry by themselves. */
 	if (job->no_retry)
-		MHD_add_response_header(r, "x-should-retry", "false");
-	enum MHD_Result ret = MHD_queue_response(c->mc, (unsigned)job->status, r);
-	MHD_destroy_response(r);
-	return ret;
+		gw_http1_add_header(c->r, "x-should-retry", "false");
+	gw_http1_respond(c->r, (unsigned)job->status, body, body ? len : 0, body != NULL);
+	return 0;
 }
 
 static void new_request_id(struct gw_front *f, char out[GW_REQUEST_ID_MAX + 1])
@@ -435,10 +404,9 @@ static void new_request_id(struct gw_front *f, char out[GW_REQUEST_ID_MAX + 1])
 }
 
 /* The bearer token of the Authorization header, or NULL. */
-static const char *bearer(struct MHD_Connection *mc)
+static const char *bearer(const struct gw_http1_req *r)
 {
-	const char *v = MHD_lookup_connection_value(mc, MHD_HEADER_KIND,
-						    MHD_HTTP_HEADER_AUTHORIZATION);
+	const char *v = gw_http1_header(r, "Authorization");
 	if (!v || strncasecmp(v, "Bearer ", 7) != 0)
 		return NULL;
 	v += 7;
@@ -453,7 +421,7 @@ static int check_key(struct conn *c, const struct gw_key_conf **key, struct gw_e
 	*key = NULL;
 	if (!c->conf->auth_enabled)
 		return 0;
-	const char *token = bearer(c->mc);
+	const char *token = bearer(c->r);
 	*key = token ? gw_config_key(c->conf, token) : NULL;
 	if (*key)
 		return 0;
@@ -468,7 +436,7 @@ static int check_admin(struct conn *c, struct gw_error *err)
 {
 	if (!c->conf->has_admin_key)
 		return 0;
-	const char *token = bearer(c->mc);
+	const char *token = bearer(c->r);
 	if (token && gw_config_is_admin(c->conf, token))
 		return 0;
 	gw_error_set(err, 401, "authentication_error", "invalid_api_key", NULL,
@@ -479,11 +447,11 @@ static int check_admin(struct conn *c, struct gw_error *err)
 /* Header checks done before the body is read; fills job fields. */
 static int read_headers(struct conn *c, struct gw_error *err)
 {
-	struct MHD_Connection *mc = c->mc;
+	struct gw_http1_req *r = c->r;
 	struct gw_job *job = c->job;
 	const char *v;
 
-	v = MHD_lookup_connection_value(mc, MHD_HEADER_KIND, "X-Request-Id");
+	v = gw_http1_header(r, "X-Request-Id");
 	if (v) {
 		if (gw_hdr_request_id(v, job->id, err) < 0)
 			return -EINVAL;
@@ -493,7 +461,7 @@ static int read_headers(struct conn *c, struct gw_error *err)
 	const struct gw_key_conf *key;
 	if (check_key(c, &key, err) < 0)
 		return -EACCES;
-	v = MHD_lookup_connection_value(mc, MHD_HEADER_KIND, "X-Service-Name");
+	v = gw_http1_header(r, "X-Service-Name");
 	if (v) {
 		if (gw_hdr_service(v, job->service, err) < 0)
 			return -EINVAL;
@@ -512,31 +480,31 @@ static int read_headers(struct conn *c, struct gw_error *err)
 		}
 	}
 	const struct gw_service_conf *svc = gw_config_service(c->conf, job->service);
-	v = MHD_lookup_connection_value(mc, MHD_HEADER_KIND, "X-Priority");
+	v = gw_http1_header(r, "X-Priority");
 	if (v) {
 		if (gw_hdr_priority(v, &job->prio, err) < 0)
 			return -EINVAL;
 	} else {
 		job->prio = svc && svc->priority >= 0 ? (enum gw_priority)svc->priority : GW_PRIO_MEDIUM;
 	}
-	v = MHD_lookup_connection_value(mc, MHD_HEADER_KIND, "X-Cache-Key");
+	v = gw_http1_header(r, "X-Cache-Key");
 	if (v && gw_hdr_cache_key(v, c->cache_key_hdr, sizeof(c->cache_key_hdr), err) < 0)
 		return -EINVAL;
 	job->cache_ttl_s = svc && svc->cache_ttl_s > 0 ? (unsigned)svc->cache_ttl_s
 						     : c->conf->cache_ttl_s;
-	v = MHD_lookup_connection_value(mc, MHD_HEADER_KIND, "X-Cache-TTL");
+	v = gw_http1_header(r, "X-Cache-TTL");
 	if (v && gw_hdr_cache_ttl(v, &job->cache_ttl_s, err) < 0)
 		return -EINVAL;
-	v = MHD_lookup_connection_value(mc, MHD_HEADER_KIND, MHD_HTTP_HEADER_CACHE_CONTROL);
+	v = gw_http1_header(r, "Cache-Control");
 	if (v) {
 		c->no_store = strcasestr(v, "no-store") != NULL;
 		c->no_cache = strcasestr(v, "no-cache") != NULL;
 	}
-	v = MHD_lookup_connection_value(mc, MHD_HEADER_KIND, "X-Async");
+	v = gw_http1_header(r, "X-Async");
 	if (v && gw_hdr_bool("X-Async", v, &c->async, err) < 0)
 		return -EINVAL;
 	int64_t deadline_ms = c->conf->deadline_ms[job->prio];
-	v = MHD_lookup_connection_value(mc, MHD_HEADER_KIND, "X-Deadline-Ms");
+	v = gw_http1_header(r, "X-Deadline-Ms");
 	if (v && gw_hdr_deadline_ms(v, &deadline_ms, err) < 0)
 		return -EINVAL;
 	if (deadline_ms > 0)
@@ -552,7 +520,7 @@ static void run_job(struct conn *c)
 }
 
 /* X-Async: record the job in Redis, answer 202 at once, run it detached. */
-static enum MHD_Result accept_async(struct conn *c)
+static int accept_async(struct conn *c)
 {
 	struct gw_front *f = c->f;
 	struct gw_job *job = c->job;
@@ -576,15 +544,12 @@ static enum MHD_Result accept_async(struct conn *c)
 	char *body = gw_async_pending_body(job->async_id, &len);
 	char loc[96];
 	snprintf(loc, sizeof(loc), "/v1/requests/%s", job->async_id);
-	struct MHD_Response *r;
 	c->state = CONN_ANSWERED;
-	if (send_body(c->mc, 202, body, len, "application/json", job->id, &r) != MHD_YES)
-		return MHD_NO;
-	MHD_add_response_header(r, MHD_HTTP_HEADER_LOCATION, loc);
-	enum MHD_Result ret = MHD_queue_response(c->mc, 202, r);
-	MHD_destroy_response(r);
+	answer_headers(c, "application/json", job->id);
+	gw_http1_add_header(c->r, "Location", loc);
+	gw_http1_respond(c->r, 202, body, body ? len : 0, body != NULL);
 	run_job(c);
-	return ret;
+	return 0;
 }
 
 /* GET /v1/requests/{id}: the record arrives on the cache thread. */
@@ -595,10 +560,10 @@ static void on_async_record(void *arg, enum gw_cache_result r, char *value, size
 	c->lookup_value = value;
 	c->lookup_len = len;
 	atomic_store(&c->lookup_done, true);
-	MHD_resume_connection(c->mc);
+	gw_http1_resume(c->r);
 }
 
-static enum MHD_Result start_async_lookup(struct conn *c, const char *url)
+static int start_async_lookup(struct conn *c, const char *url)
 {
 	struct gw_error err;
 	const char *id = url + strlen("/v1/requests/");
@@ -617,12 +582,12 @@ static enum MHD_Result start_async_lookup(struct conn *c, const char *url)
 	char key[128];
 	gw_async_key(id, key, sizeof(key));
 	c->state = CONN_LOOKUP;
-	MHD_suspend_connection(c->mc);
+	gw_http1_park(c->r);
 	gw_cache_get(c->f->p->cache, key, on_async_record, c);
-	return MHD_YES;
+	return 0;
 }
 
-static enum MHD_Result answer_async_lookup(struct conn *c)
+static int answer_async_lookup(struct conn *c)
 {
 	struct gw_error err;
 	struct gw_async_record ar;
@@ -638,36 +603,37 @@ static enum MHD_Result answer_async_lookup(struct conn *c)
 			     "no async request %s (unknown or expired)", c->async_id);
 		return send_error(c, &err, NULL);
 	}
-	c->state = CONN_ANSWERED;
-	enum MHD_Result ret;
 	if (ar.done) {
-		ret = send_body(c->mc, (unsigned)ar.http_status, ar.body, ar.body_len,
-				"application/json", NULL, NULL);
+		send_body(c, (unsigned)ar.http_status, ar.body, ar.body_len, "application/json",
+			  NULL);
 		ar.body = NULL;
 	} else {
 		size_t len;
 		char *body = gw_async_pending_body(c->async_id, &len);
-		ret = send_body(c->mc, 202, body, len, "application/json", NULL, NULL);
+		send_body(c, 202, body, len, "application/json", NULL);
 	}
 	gw_async_record_free(&ar);
-	return ret;
+	return 0;
 }
 
-/* The body is complete: parse it, look in the cache or queue the job, suspend. */
-static enum MHD_Result submit_chat(struct conn *c)
+/* The body is complete: parse it, look in the cache or queue the job, park. */
+static int submit_chat(struct conn *c)
 {
 	struct gw_job *job = c->job;
+	struct gw_http1_req *r = c->r;
 	struct gw_error err;
-	if (gw_chat_parse(c->body.data, c->body.len, &job->chat, &err) < 0)
+	if (gw_chat_parse(r->body ? r->body : "", r->body_len, &job->chat, &err) < 0)
 		return send_error(c, &err, job->id);
-	job->prompt_chars = c->body.len;
+	job->prompt_chars = r->body_len;
 	/* Kept: an upstream that takes the request as sent gets these bytes. */
-	job->chat.raw = gw_buf_steal(&c->body, &job->chat.raw_len);
+	job->chat.raw = r->body;
+	job->chat.raw_len = r->body_len;
+	r->body = NULL;
 	if (strcmp(job->chat.model, "default") == 0) {
 		const struct gw_service_conf *svc = gw_config_service(c->conf, job->service);
 		const char *m = svc && svc->model ? svc->model : c->conf->default_model;
 		if (gw_chat_set_model(&job->chat, m) < 0)
-			return MHD_NO;
+			return -1;
 	}
 	job->wake = conn_resume;
 	if (c->async)
@@ -676,151 +642,136 @@ static enum MHD_Result submit_chat(struct conn *c)
 	job->conn = c;
 	pthread_mutex_unlock(&job->lock);
 	c->state = CONN_WAITING;
-	/* Suspend first: the job may finish on another thread right away. */
+	/* Park first: the job may finish on another thread right away. */
 	conn_suspend(c);
 	run_job(c);
-	return MHD_YES;
+	return 0;
 }
 
-static enum MHD_Result on_request(void *cls, struct MHD_Connection *mc, const char *url,
-				  const char *method, const char *version,
-				  const char *upload_data, size_t *upload_data_size,
-				  void **con_cls)
+/* Request line and headers are in: route and check; answer GETs at once. */
+static void on_headers(void *arg, struct gw_http1_req *r)
 {
-	(void)version;
-	struct gw_front *f = cls;
-	struct conn *c = *con_cls;
+	struct gw_front *f = arg;
 	struct gw_error err;
-
-	if (!c) {
-		c = calloc(1, sizeof(*c));
-		if (!c)
-			return MHD_NO;
-		c->f = f;
-		c->mc = mc;
-		c->conf = current_config(f);
-		*con_cls = c;
-		c->route = route_of(url);
-		bool is_get = strcmp(method, "GET") == 0 || strcmp(method, "HEAD") == 0;
-		bool is_post = strcmp(method, "POST") == 0;
-		if (c->route == ROUTE_NONE) {
-			gw_error_set(&err, 404, "invalid_request_error", "not_found", NULL,
-				     "unknown path %.200s; see /v1/chat/completions, /v1/models, "
-				     "/health, /ready, /stats, /metrics, /dashboard",
-				     url);
-			return send_error(c, &err, NULL);
-		}
-		if ((c->route == ROUTE_CHAT && !is_post) || (c->route != ROUTE_CHAT && !is_get)) {
-			gw_error_set(&err, 405, "invalid_request_error", "method_not_allowed", NULL,
-				     "%.16s is not allowed on %.200s; use %s", method, url,
-				     c->route == ROUTE_CHAT ? "POST" : "GET");
-			return send_error(c, &err, NULL);
-		}
-		if (c->route == ROUTE_STATS || c->route == ROUTE_METRICS) {
-			if (check_admin(c, &err) < 0)
-				return send_error(c, &err, NULL);
-		}
-		if (c->route == ROUTE_ASYNC) {
-			const struct gw_key_conf *key;
-			if (check_key(c, &key, &err) < 0)
-				return send_error(c, &err, NULL);
-			return start_async_lookup(c, url);
-		}
-		if (c->route != ROUTE_CHAT)
-			return MHD_YES;
-
-		c->job = gw_job_new(c->conf);
-		if (!c->job)
-			return MHD_NO;
-		c->job->t_arrival_us = gw_now_us();
-		atomic_fetch_add(&f->pending, 1);
-		c->counted = true;
-		if (read_headers(c, &err) < 0)
-			return send_error(c, &err, c->job->id);
-		const char *cl = MHD_lookup_connection_value(mc, MHD_HEADER_KIND,
-							     MHD_HTTP_HEADER_CONTENT_LENGTH);
-		if (cl) {
-			char *end;
-			errno = 0;
-			unsigned long long n = strtoull(cl, &end, 10);
-			if (errno || *end || n > c->conf->max_body_bytes) {
-				gw_error_set(&err, 413, "invalid_request_error", "body_too_large",
-					     NULL, "the request body is over the %zu-byte limit",
-					     c->conf->max_body_bytes);
-				return send_error(c, &err, c->job->id);
-			}
-		}
-		gw_buf_init(&c->body, c->conf->max_body_bytes);
-		c->state = CONN_BODY;
-		return MHD_YES;
+	const char *url = r->path, *method = r->method;
+	struct conn *c = calloc(1, sizeof(*c));
+	if (!c)
+		return; /* the server answers 500 */
+	c->f = f;
+	c->r = r;
+	c->conf = current_config(f);
+	r->user = c;
+	c->route = route_of(url);
+	bool is_get = strcmp(method, "GET") == 0 || strcmp(method, "HEAD") == 0;
+	bool is_post = strcmp(method, "POST") == 0;
+	if (c->route == ROUTE_NONE) {
+		gw_error_set(&err, 404, "invalid_request_error", "not_found", NULL,
+			     "unknown path %.200s; see /v1/chat/completions, /v1/models, "
+			     "/health, /ready, /stats, /metrics, /dashboard",
+			     url);
+		send_error(c, &err, NULL);
+		return;
 	}
+	if ((c->route == ROUTE_CHAT && !is_post) || (c->route != ROUTE_CHAT && !is_get)) {
+		gw_error_set(&err, 405, "invalid_request_error", "method_not_allowed", NULL,
+			     "%.16s is not allowed on %.200s; use %s", method, url,
+			     c->route == ROUTE_CHAT ? "POST" : "GET");
+		send_error(c, &err, NULL);
+		return;
+	}
+	switch (c->route) {
+	case ROUTE_HEALTH:
+		answer_health(c);
+		return;
+	case ROUTE_READY:
+		answer_ready(c);
+		return;
+	case ROUTE_MODELS:
+		answer_models(c);
+		return;
+	case ROUTE_STATS:
+	case ROUTE_METRICS:
+		if (check_admin(c, &err) < 0)
+			send_error(c, &err, NULL);
+		else
+			answer_stats(c);
+		return;
+	case ROUTE_DASHBOARD:
+		answer_dashboard(c, url);
+		return;
+	case ROUTE_ASYNC: {
+		const struct gw_key_conf *key;
+		if (check_key(c, &key, &err) < 0)
+			send_error(c, &err, NULL);
+		else
+			start_async_lookup(c, url);
+		return;
+	}
+	default:
+		break;
+	}
+	c->job = gw_job_new(c->conf);
+	if (!c->job)
+		return;
+	c->job->t_arrival_us = gw_now_us();
+	atomic_fetch_add(&f->pending, 1);
+	c->counted = true;
+	if (read_headers(c, &err) < 0) {
+		send_error(c, &err, c->job->id);
+		return;
+	}
+	r->max_body = c->conf->max_body_bytes;
+	c->state = CONN_BODY;
+}
 
-	switch (c->state) {
-	case CONN_HEADERS:
-		if (c->route == ROUTE_HEALTH)
-			return answer_health(c);
-		if (c->route == ROUTE_READY)
-			return answer_ready(c);
-		if (c->route == ROUTE_MODELS)
-			return answer_models(c);
-		if (c->route == ROUTE_STATS || c->route == ROUTE_METRICS)
-			return answer_stats(c);
-		if (c->route == ROUTE_DASHBOARD)
-			return answer_dashboard(c, url);
-		return MHD_NO;
-	case CONN_BODY:
-		if (*upload_data_size > 0) {
-			int rc = gw_buf_append(&c->body, upload_data, *upload_data_size);
-			*upload_data_size = 0;
-			if (rc == -E2BIG) {
-				gw_buf_free(&c->body);
-				c->state = CONN_DISCARD;
-				return MHD_YES;
-			}
-			return rc < 0 ? MHD_NO : MHD_YES;
-		}
-		return submit_chat(c);
-	case CONN_DISCARD:
-		if (*upload_data_size > 0) {
-			c->discarded += *upload_data_size;
-			*upload_data_size = 0;
-			return c->discarded > DISCARD_CAP ? MHD_NO : MHD_YES;
-		}
+static void on_body(void *arg, struct gw_http1_req *r)
+{
+	(void)arg;
+	struct conn *c = r->user;
+	struct gw_error err;
+	if (!c || c->state != CONN_BODY)
+		return;
+	if (r->body_too_large) {
 		gw_error_set(&err, 413, "invalid_request_error", "body_too_large", NULL,
 			     "the request body is over the %zu-byte limit", c->conf->max_body_bytes);
-		return send_error(c, &err, c->job->id);
+		send_error(c, &err, c->job->id);
+		return;
+	}
+	submit_chat(c);
+}
+
+static void on_resume(void *arg, struct gw_http1_req *r)
+{
+	(void)arg;
+	struct conn *c = r->user;
+	switch (c->state) {
 	case CONN_WAITING:
 		/* A started stream may already be finished: stream it regardless. */
 		if (gw_job_started(c->job))
-			return answer_stream(c);
-		if (atomic_load(&c->job->finished))
-			return answer_job(c);
-		conn_suspend(c); /* spurious wake-up: keep waiting */
-		return MHD_YES;
-	case CONN_STREAMING:
-		return MHD_YES;
+			answer_stream(c);
+		else if (atomic_load(&c->job->finished))
+			answer_job(c);
+		else
+			conn_suspend(c); /* spurious wake-up: keep waiting */
+		return;
 	case CONN_LOOKUP:
 		if (!atomic_load(&c->lookup_done))
-			return MHD_YES;
-		return answer_async_lookup(c);
-	case CONN_ANSWERED:
-		/* Upload data after an early answer is discarded. */
-		*upload_data_size = 0;
-		return MHD_YES;
+			gw_http1_park(r);
+		else
+			answer_async_lookup(c);
+		return;
+	default:
+		return;
 	}
-	return MHD_NO;
 }
 
-static void on_completed(void *cls, struct MHD_Connection *mc, void **con_cls,
-			 enum MHD_RequestTerminationCode toe)
+static void on_done(void *arg, struct gw_http1_req *r)
 {
-	(void)mc;
-	(void)toe;
-	struct gw_front *f = cls;
-	struct conn *c = *con_cls;
+	struct gw_front *f = arg;
+	struct conn *c = r->user;
 	if (!c)
 		return;
-	*con_cls = NULL;
+	r->user = NULL;
 	if (c->counted)
 		atomic_fetch_sub(&f->pending, 1);
 	if (c->job) {
@@ -830,24 +781,35 @@ static void on_completed(void *cls, struct MHD_Connection *mc, void **con_cls,
 			c->job->client_gone = true;
 		pthread_mutex_unlock(&c->job->lock);
 	}
-	gw_buf_free(&c->body);
 	free(c->lookup_value);
 	gw_job_unref(c->job);
 	gw_config_unref(c->conf);
 	free(c);
 }
 
-static void on_mhd_log(void *cls, const char *fmt, va_list ap) __attribute__((format(printf, 2, 0)));
-
-static void on_mhd_log(void *cls, const char *fmt, va_list ap)
+/* What the server answers a request it cannot read with. */
+static char *error_body(void *arg, unsigned status, const char *message, size_t *len)
 {
-	(void)cls;
-	char line[512];
-	vsnprintf(line, sizeof(line), fmt, ap);
-	size_t n = strlen(line);
-	while (n > 0 && (line[n - 1] == '\n' || line[n - 1] == '\r'))
-		line[--n] = '\0';
-	gw_log_debug("http: %s", line);
+	(void)arg;
+	struct gw_error err;
+	const char *code = status == 431 ? "headers_too_large"
+			   : status == 413 ? "body_too_large"
+			   : status == 505 ? "http_version_not_supported"
+			   : status == 501 ? "not_implemented"
+			   : status >= 500 ? "internal_error"
+					   : "malformed_request";
+	gw_error_set(&err, (int)status, status >= 500 && status != 501 && status != 505
+						? "server_error" : "invalid_request_error",
+		     code, NULL, "%s", message);
+	return gw_error_body(&err, len);
+}
+
+/* Each front thread's loop pass: its beat for the watchdog. */
+static void on_pass(void *arg, unsigned thread)
+{
+	struct gw_front *f = arg;
+	if (thread < GW_FRONT_THREADS_MAX)
+		gw_beat_touch(f->beats[thread]);
 }
 
 static int parse_addr(const char *host, uint16_t port, struct sockaddr_storage *ss,
@@ -894,26 +856,32 @@ struct gw_front *gw_front_start(const struct gw_front_opts *opts)
 		gw_log_errorx("listen address '%s' is not an IP address", opts->conf->listen_host);
 		goto fail;
 	}
-	unsigned flags = MHD_USE_EPOLL_INTERNAL_THREAD | MHD_ALLOW_SUSPEND_RESUME |
-			 MHD_USE_ERROR_LOG | (v6 ? MHD_USE_IPv6 : 0);
-	f->d = MHD_start_daemon(flags, opts->conf->listen_port, NULL, NULL, on_request, f,
-				MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss,
-				MHD_OPTION_CONNECTION_LIMIT, (unsigned)opts->conf->max_connections,
-				MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)300,
-				/* Headers and the read buffer; bodies are copied out. A
-				 * waiting request should cost kilobytes, not MHD's 32 KiB; 8 KiB
-				 * of headers is what nginx allows too. */
-				MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)(8 * 1024),
-				MHD_OPTION_LISTEN_BACKLOG_SIZE, (unsigned)4096,
-				/* Each thread resumes its own suspended connections, and
-				 * libmicrohttpd walks all of them on every resume: at
-				 * thousands waiting, two threads halve that walk. */
-				MHD_OPTION_THREAD_POOL_SIZE, opts->conf->http_threads,
-				MHD_OPTION_NOTIFY_COMPLETED, on_completed, f,
-				MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, NULL, MHD_OPTION_END);
+	unsigned threads = opts->conf->http_threads;
+	for (unsigned i = 0; i < threads && i < GW_FRONT_THREADS_MAX; i++)
+		f->beats[i] = gw_beat_register("http", i);
+	struct gw_http1_opts ho = {
+		.addr = (struct sockaddr *)&ss,
+		.addr_len = v6 ? sizeof(struct sockaddr_in6) : sizeof(struct sockaddr_in),
+		.threads = threads,
+		.max_conns = opts->conf->max_connections,
+		.idle_timeout_s = 300,
+		/* Request line and headers: 8 KiB, as nginx allows by default. A
+		 * waiting request costs its input buffer and little else. */
+		.max_header_bytes = 8 * 1024,
+		.arg = f,
+		.on_headers = on_headers,
+		.on_body = on_body,
+		.on_resume = on_resume,
+		.on_done = on_done,
+		.error_body = error_body,
+		.on_pass = on_pass,
+	};
+	f->d = gw_http1_start(&ho);
 	if (!f->d) {
-		gw_log_errorx("cannot listen on %s:%u (in use, or not allowed)",
-			      opts->conf->listen_host, opts->conf->listen_port);
+		gw_log_errorx("cannot listen on %s:%u: %s", opts->conf->listen_host,
+			      opts->conf->listen_port, strerror(errno));
+		for (unsigned i = 0; i < GW_FRONT_THREADS_MAX; i++)
+			gw_beat_unregister(f->beats[i]);
 		goto fail;
 	}
 	return f;
@@ -927,9 +895,7 @@ fail:
 void gw_front_quiesce(struct gw_front *f)
 {
 	atomic_store(&f->quiesced, true);
-	MHD_socket s = MHD_quiesce_daemon(f->d);
-	if (s != MHD_INVALID_SOCKET)
-		close(s);
+	gw_http1_quiesce(f->d);
 }
 
 unsigned gw_front_pending(struct gw_front *f)
@@ -941,7 +907,9 @@ void gw_front_stop(struct gw_front *f)
 {
 	if (!f)
 		return;
-	MHD_stop_daemon(f->d);
+	gw_http1_stop(f->d);
+	for (unsigned i = 0; i < GW_FRONT_THREADS_MAX; i++)
+		gw_beat_unregister(f->beats[i]);
 	gw_config_unref(f->conf);
 	pthread_mutex_destroy(&f->conf_lock);
 	free(f);

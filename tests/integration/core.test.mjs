@@ -200,7 +200,7 @@ test('http_threads sets how many threads serve clients, and each answers', async
   });
   try {
     const names = readdirSync(`/proc/${g.pid}/task`).map((t) => readFileSync(`/proc/${g.pid}/task/${t}/comm`, 'utf8').trim());
-    assert.equal(names.filter((n) => n.startsWith('MHD-worker')).length, 3, names.join(','));
+    assert.equal(names.filter((n) => n === 'llmgw-http').length, 3, names.join(','));
     // Connections are spread over the threads: many at once all get answers.
     const res = await Promise.all(Array.from({ length: 30 }, (_, i) => g.chat(chatBody(`spread ${i}`))));
     for (const r of res) assert.equal(r.status, 200, r.text);

@@ -1,0 +1,1189 @@
+/*
+ * http1.c - the HTTP/1.1 server under the front. See http1.h.
+ *
+ * Each thread runs one epoll set holding the shared listening socket
+ * (EPOLLEXCLUSIVE, so one thread wakes per connection), its own eventfd
+ * for resumes, and its connections, registered once, edge-triggered, for
+ * reading and writing: serving a request costs no epoll_ctl at all.
+ *
+ * A connection runs one request at a time through these steps, driven by
+ * advance() after every event:
+ *
+ *   head     bytes are read until the blank line that ends the headers;
+ *            the request line and headers are split in place in the input
+ *            buffer (which does not move while the request lives)
+ *   headers  on_headers: the handler answers now, or sets max_body
+ *   body     Content-Length or chunked bytes are copied out (or dropped
+ *            after an early answer, or past max_body)
+ *   handler  on_body; the handler answers, or parks the request until
+ *            gw_http1_resume brings it back (on_resume)
+ *   written  the response is sent (a stream pulls its reader until the
+ *            end); on_done; the input left over is the next request
+ *
+ * A parked connection is left alone: its socket events only note an
+ * error, acted on when it is resumed, so a resume never finds it freed.
+ * Connections are refcounted: one reference while open, one per queued
+ * resume.
+ */
+#include "http1.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <sys/uio.h>
+#include <time.h>
+#include <unistd.h>
+
+#define HDRS_MAX 64
+#define IN_INITIAL 2048
+#define STREAM_CHUNK (16 * 1024)
+/* How much of a body nobody will read is read and dropped to keep the
+ * connection; past it the connection is closed after the answer. */
+#define DISCARD_CAP (8u << 20)
+#define ACCEPT_BATCH 64
+
+enum body_mode { BODY_NONE, BODY_LENGTH, BODY_CHUNKED };
+enum chunk_step { CH_SIZE, CH_DATA, CH_DATA_END, CH_TRAILER };
+
+struct hdr {
+	const char *name, *value;
+};
+
+struct thread;
+
+struct conn {
+	struct gw_http1_req req; /* first: requests are cast back to conns */
+	struct thread *t;
+	int fd;
+	atomic_int refs;
+	atomic_bool queued;      /* in the thread's resume inbox */
+	struct conn *inbox_next;
+	struct conn *prev, *next; /* the thread's connections */
+	int64_t last_us;          /* last progress, for the idle timeout */
+	bool closed;
+
+	/* Input: the request head stays at in[0..head_len) while it lives. */
+	char *in;
+	size_t in_len, in_pos, in_cap, head_len;
+	struct hdr hdrs[HDRS_MAX];
+	unsigned nhdrs;
+	bool http10, keep_alive, expect_continue, eof;
+
+	/* The request. */
+	bool active;     /* a request head was read; the request is not over */
+	bool seen;       /* on_headers ran: on_done is owed */
+	bool delivered;  /* on_body ran */
+	bool answered;
+	bool lingering;  /* answered and shut down: drain what the client still sends */
+	int64_t linger_until;
+	bool want_park, parked, dead;
+	bool close_after;
+	enum body_mode bmode;
+	bool body_done, discard;
+	uint64_t body_left; /* Content-Length bytes, or the current chunk's */
+	enum chunk_step ch;
+	size_t body_cap, discarded;
+
+	/* Output: head and framing in out, a body beside it. */
+	char *out;
+	size_t out_len, out_pos, out_cap;
+	char *xhdr; /* headers added before the answer */
+	size_t xhdr_len, xhdr_cap;
+	const char *obody;
+	size_t obody_len, obody_pos;
+	bool obody_owned;
+	gw_http1_reader reader;
+	bool stream_chunked, stream_done;
+	char *sbuf;
+};
+
+struct thread {
+	struct gw_http1 *h;
+	unsigned index;
+	pthread_t th;
+	bool started;
+	int ep, efd;
+	bool listening;
+	int64_t relisten_us; /* after EMFILE: when to take connections again */
+	pthread_mutex_t lock;
+	struct conn *inbox;
+	struct conn *conns; /* every open connection of the thread */
+	int64_t date_s;
+	char date[40];
+};
+
+struct gw_http1 {
+	struct gw_http1_opts o;
+	int lfd;
+	atomic_bool stop;
+	atomic_uint nconns;
+	struct thread *t;
+	unsigned nt;
+};
+
+static char listen_tag, wake_tag;
+
+static int64_t now_us(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+/* ---- buffers ---- */
+
+static int reserve(char **p, size_t *cap, size_t need)
+{
+	if (need <= *cap)
+		return 0;
+	size_t n = *cap ? *cap : 256;
+	while (n < need)
+		n *= 2;
+	char *q = realloc(*p, n);
+	if (!q)
+		return -1;
+	*p = q;
+	*cap = n;
+	return 0;
+}
+
+static int out_add(struct conn *c, const void *p, size_t n)
+{
+	if (reserve(&c->out, &c->out_cap, c->out_len + n) < 0)
+		return -1;
+	memcpy(c->out + c->out_len, p, n);
+	c->out_len += n;
+	return 0;
+}
+
+static int out_printf(struct conn *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+static int out_printf(struct conn *c, const char *fmt, ...)
+{
+	char tmp[256];
+	va_list ap;
+	va_start(ap, fmt);
+	int n = vsnprintf(tmp, sizeof(tmp), fmt, ap);
+	va_end(ap);
+	if (n < 0 || (size_t)n >= sizeof(tmp))
+		return -1;
+	return out_add(c, tmp, (size_t)n);
+}
+
+/* ---- connection life ---- */
+
+static void conn_ref(struct conn *c)
+{
+	atomic_fetch_add(&c->refs, 1);
+}
+
+static void conn_unref(struct conn *c)
+{
+	if (atomic_fetch_sub(&c->refs, 1) != 1)
+		return;
+	free(c->in);
+	free(c->out);
+	free(c->xhdr);
+	free(c->sbuf);
+	free(c->req.body);
+	if (c->obody_owned)
+		free((void *)c->obody);
+	free(c);
+}
+
+/* Ends the request's handler side: on_done once, output freed. */
+static void request_over(struct conn *c)
+{
+	struct gw_http1 *h = c->t->h;
+	if (c->seen && h->o.on_done)
+		h->o.on_done(h->o.arg, &c->req);
+	c->seen = false;
+	c->active = false;
+	free(c->req.body);
+	if (c->obody_owned)
+		free((void *)c->obody);
+	memset(&c->req, 0, sizeof(c->req));
+	c->obody = NULL;
+	c->obody_owned = false;
+	c->obody_len = c->obody_pos = 0;
+	c->out_len = c->out_pos = 0;
+	c->xhdr_len = 0;
+	c->reader = NULL;
+	c->stream_chunked = c->stream_done = false;
+	c->answered = c->delivered = c->want_park = c->parked = false;
+	c->bmode = BODY_NONE;
+	c->body_done = c->discard = false;
+	c->body_left = 0;
+	c->body_cap = c->discarded = 0;
+	c->nhdrs = 0;
+}
+
+static void conn_close(struct conn *c)
+{
+	if (c->closed)
+		return;
+	struct thread *t = c->t;
+	c->closed = true;
+	request_over(c);
+	close(c->fd);
+	if (c->prev)
+		c->prev->next = c->next;
+	else
+		t->conns = c->next;
+	if (c->next)
+		c->next->prev = c->prev;
+	c->prev = c->next = NULL;
+	atomic_fetch_sub(&t->h->nconns, 1);
+	conn_unref(c);
+}
+
+/* ---- output ---- */
+
+static const char *reason(unsigned status)
+{
+	switch (status) {
+	case 100: return "Continue";
+	case 200: return "OK";
+	case 201: return "Created";
+	case 202: return "Accepted";
+	case 204: return "No Content";
+	case 304: return "Not Modified";
+	case 400: return "Bad Request";
+	case 401: return "Unauthorized";
+	case 402: return "Payment Required";
+	case 403: return "Forbidden";
+	case 404: return "Not Found";
+	case 405: return "Method Not Allowed";
+	case 408: return "Request Timeout";
+	case 409: return "Conflict";
+	case 413: return "Content Too Large";
+	case 415: return "Unsupported Media Type";
+	case 422: return "Unprocessable Content";
+	case 429: return "Too Many Requests";
+	case 431: return "Request Header Fields Too Large";
+	case 500: return "Internal Server Error";
+	case 501: return "Not Implemented";
+	case 502: return "Bad Gateway";
+	case 503: return "Service Unavailable";
+	case 504: return "Gateway Timeout";
+	case 505: return "HTTP Version Not Supported";
+	default: return status < 300 ? "OK" : status < 500 ? "Client Error" : "Server Error";
+	}
+}
+
+static const char *date_now(struct thread *t)
+{
+	time_t s = time(NULL);
+	if (s != t->date_s) {
+		struct tm tm;
+		gmtime_r(&s, &tm);
+		strftime(t->date, sizeof(t->date), "%a, %d %b %Y %H:%M:%S GMT", &tm);
+		t->date_s = s;
+	}
+	return t->date;
+}
+
+/* An answer before the body was read: drop the body if that is cheap and
+ * safe, else close once the answer is out. */
+static void early_answer(struct conn *c)
+{
+	if (c->body_done)
+		return;
+	if (c->expect_continue || c->bmode == BODY_CHUNKED || c->body_left > DISCARD_CAP) {
+		c->close_after = true;
+		c->body_done = true;
+	} else {
+		c->discard = true;
+	}
+}
+
+static void response_head(struct conn *c, unsigned status, const char *framing)
+{
+	early_answer(c);
+	bool keep = c->keep_alive && !c->close_after;
+	int rc = out_printf(c, "HTTP/1.1 %u %s\r\nDate: %s\r\n", status, reason(status),
+			    date_now(c->t));
+	if (rc == 0 && c->xhdr_len)
+		rc = out_add(c, c->xhdr, c->xhdr_len);
+	if (rc == 0)
+		rc = out_add(c, framing, strlen(framing));
+	if (rc == 0 && !keep)
+		rc = out_printf(c, "Connection: close\r\n");
+	else if (rc == 0 && c->http10)
+		rc = out_printf(c, "Connection: keep-alive\r\n");
+	if (rc == 0)
+		rc = out_add(c, "\r\n", 2);
+	if (rc < 0)
+		c->close_after = true, c->out_len = 0; /* out of memory: drop the connection */
+	if (!keep)
+		c->close_after = true;
+	c->answered = true;
+}
+
+void gw_http1_add_header(struct gw_http1_req *r, const char *name, const char *value)
+{
+	struct conn *c = (struct conn *)r;
+	if (strpbrk(name, "\r\n:") || strpbrk(value, "\r\n"))
+		return;
+	size_t nl = strlen(name), vl = strlen(value);
+	if (reserve(&c->xhdr, &c->xhdr_cap, c->xhdr_len + nl + vl + 4) < 0)
+		return;
+	memcpy(c->xhdr + c->xhdr_len, name, nl);
+	memcpy(c->xhdr + c->xhdr_len + nl, ": ", 2);
+	memcpy(c->xhdr + c->xhdr_len + nl + 2, value, vl);
+	memcpy(c->xhdr + c->xhdr_len + nl + 2 + vl, "\r\n", 2);
+	c->xhdr_len += nl + vl + 4;
+}
+
+void gw_http1_respond(struct gw_http1_req *r, unsigned status, char *body, size_t len, bool owned)
+{
+	struct conn *c = (struct conn *)r;
+	if (c->answered) {
+		if (owned)
+			free(body);
+		return;
+	}
+	char framing[48];
+	snprintf(framing, sizeof(framing), "Content-Length: %zu\r\n", len);
+	response_head(c, status, framing);
+	if (r->head) {
+		if (owned)
+			free(body);
+		return;
+	}
+	c->obody = body;
+	c->obody_len = len;
+	c->obody_owned = owned;
+}
+
+void gw_http1_stream(struct gw_http1_req *r, unsigned status, gw_http1_reader reader)
+{
+	struct conn *c = (struct conn *)r;
+	if (c->answered)
+		return;
+	/* HTTP/1.0 has no chunks: the stream ends when the connection does. */
+	c->stream_chunked = !c->http10;
+	if (!c->stream_chunked)
+		c->close_after = true;
+	response_head(c, status, c->stream_chunked ? "Transfer-Encoding: chunked\r\n" : "");
+	if (!(c->sbuf = c->sbuf ? c->sbuf : malloc(STREAM_CHUNK))) {
+		c->close_after = true;
+		c->stream_done = true;
+		return;
+	}
+	c->reader = reader;
+	c->stream_done = r->head;
+}
+
+void gw_http1_park(struct gw_http1_req *r)
+{
+	((struct conn *)r)->want_park = true;
+}
+
+void gw_http1_resume(struct gw_http1_req *r)
+{
+	struct conn *c = (struct conn *)r;
+	struct thread *t = c->t;
+	if (atomic_exchange(&c->queued, true))
+		return;
+	conn_ref(c);
+	pthread_mutex_lock(&t->lock);
+	bool was_empty = t->inbox == NULL;
+	c->inbox_next = t->inbox;
+	t->inbox = c;
+	pthread_mutex_unlock(&t->lock);
+	uint64_t one = 1;
+	if (was_empty && write(t->efd, &one, sizeof(one)) < 0) {
+		/* A full counter still wakes the loop. */
+	}
+}
+
+/* Sends what is pending. False when the socket is full or the connection
+ * was closed. */
+static bool flush(struct conn *c)
+{
+	while (c->out_pos < c->out_len || c->obody_pos < c->obody_len) {
+		struct iovec iov[2];
+		int n = 0;
+		if (c->out_pos < c->out_len)
+			iov[n++] = (struct iovec){ c->out + c->out_pos, c->out_len - c->out_pos };
+		if (c->obody_pos < c->obody_len)
+			iov[n++] = (struct iovec){ (char *)c->obody + c->obody_pos,
+						   c->obody_len - c->obody_pos };
+		struct msghdr mh = { .msg_iov = iov, .msg_iovlen = (size_t)n };
+		ssize_t w = sendmsg(c->fd, &mh, MSG_NOSIGNAL);
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+			return false;
+		if (w <= 0) {
+			conn_close(c);
+			return false;
+		}
+		c->last_us = now_us();
+		size_t k = (size_t)w, a = c->out_len - c->out_pos;
+		if (k <= a) {
+			c->out_pos += k;
+		} else {
+			c->out_pos = c->out_len;
+			c->obody_pos += k - a;
+		}
+	}
+	c->out_len = c->out_pos = 0;
+	return true;
+}
+
+/* Pulls the stream reader once into out. False when it parked. */
+static bool pull_stream(struct conn *c)
+{
+	ssize_t n = c->reader(&c->req, c->sbuf, STREAM_CHUNK);
+	if (n == 0) {
+		c->parked = true;
+		return false;
+	}
+	if (n < 0) {
+		c->stream_done = true;
+		if (c->stream_chunked && out_add(c, "0\r\n\r\n", 5) < 0)
+			c->close_after = true;
+		return true;
+	}
+	if (c->stream_chunked) {
+		if (out_printf(c, "%zx\r\n", (size_t)n) < 0 || out_add(c, c->sbuf, (size_t)n) < 0 ||
+		    out_add(c, "\r\n", 2) < 0)
+			conn_close(c);
+	} else if (out_add(c, c->sbuf, (size_t)n) < 0) {
+		conn_close(c);
+	}
+	return true;
+}
+
+/* ---- input ---- */
+
+static void protocol_error(struct conn *c, unsigned status, const char *msg)
+{
+	struct gw_http1 *h = c->t->h;
+	size_t len = 0;
+	char *body = h->o.error_body ? h->o.error_body(h->o.arg, status, msg, &len) : NULL;
+	c->active = true;
+	c->body_done = true;
+	c->close_after = true;
+	c->xhdr_len = 0;
+	gw_http1_add_header(&c->req, "Content-Type", "application/json");
+	gw_http1_respond(&c->req, status, body, body ? len : 0, body != NULL);
+}
+
+static bool token_char(unsigned char ch)
+{
+	return ch > 32 && ch < 127 && !strchr("\"(),/:;<=>?@[\\]{}", ch);
+}
+
+/* Splits the head in[0..end) in place; 0, or the status to refuse with. */
+static unsigned parse_head(struct conn *c, size_t end, const char **msg)
+{
+	char *p = c->in, *stop = c->in + end;
+	/* Lines end in CRLF or LF; each is cut with a NUL. */
+	char *eol = memchr(p, '\n', (size_t)(stop - p));
+	if (!eol)
+		return (*msg = "malformed request line"), 400;
+	*eol = '\0';
+	if (eol > p && eol[-1] == '\r')
+		eol[-1] = '\0';
+	char *method = p, *sp1 = strchr(p, ' ');
+	if (!sp1 || sp1 == p)
+		return (*msg = "malformed request line"), 400;
+	*sp1 = '\0';
+	for (char *m = method; *m; m++)
+		if (!token_char((unsigned char)*m))
+			return (*msg = "malformed request method"), 400;
+	char *target = sp1 + 1, *sp2 = strchr(target, ' ');
+	if (!sp2 || *target != '/')
+		return (*msg = "malformed request target"), 400;
+	*sp2 = '\0';
+	const char *version = sp2 + 1;
+	if (strcmp(version, "HTTP/1.1") == 0)
+		c->http10 = false;
+	else if (strcmp(version, "HTTP/1.0") == 0)
+		c->http10 = true;
+	else if (strncmp(version, "HTTP/", 5) == 0)
+		return (*msg = "only HTTP/1.0 and HTTP/1.1 are served"), 505;
+	else
+		return (*msg = "malformed request line"), 400;
+	for (char *q = target; *q; q++)
+		if ((unsigned char)*q <= 32 || *q == 127)
+			return (*msg = "malformed request target"), 400;
+	char *qm = strchr(target, '?');
+	c->req.query = "";
+	if (qm) {
+		*qm = '\0';
+		c->req.query = qm + 1;
+	}
+	c->req.method = method;
+	c->req.path = target;
+	c->req.head = strcmp(method, "HEAD") == 0;
+
+	c->nhdrs = 0;
+	bool have_len = false, chunked = false, te = false, conn_close_tok = false,
+	     conn_keep = false;
+	uint64_t clen = 0;
+	c->expect_continue = false;
+	for (p = eol + 1; p < stop;) {
+		eol = memchr(p, '\n', (size_t)(stop - p));
+		if (!eol)
+			break;
+		*eol = '\0';
+		if (eol > p && eol[-1] == '\r')
+			eol[-1] = '\0';
+		char *line = p;
+		p = eol + 1;
+		if (!*line)
+			break; /* the blank line */
+		if (*line == ' ' || *line == '\t')
+			return (*msg = "folded header lines are not accepted"), 400;
+		char *colon = strchr(line, ':');
+		if (!colon || colon == line)
+			return (*msg = "malformed header line"), 400;
+		*colon = '\0';
+		for (char *n = line; *n; n++)
+			if (!token_char((unsigned char)*n))
+				return (*msg = "malformed header name"), 400;
+		char *v = colon + 1;
+		while (*v == ' ' || *v == '\t')
+			v++;
+		char *ve = v + strlen(v);
+		while (ve > v && (ve[-1] == ' ' || ve[-1] == '\t'))
+			*--ve = '\0';
+		if (c->nhdrs == HDRS_MAX)
+			return (*msg = "too many header lines"), 431;
+		c->hdrs[c->nhdrs++] = (struct hdr){ line, v };
+		if (strcasecmp(line, "Content-Length") == 0) {
+			char *e;
+			if (!*v || *v < '0' || *v > '9')
+				return (*msg = "Content-Length is not a number"), 400;
+			errno = 0;
+			unsigned long long n = strtoull(v, &e, 10);
+			if (errno || *e)
+				return (*msg = "Content-Length is not a number"), 400;
+			if (have_len && n != clen)
+				return (*msg = "conflicting Content-Length headers"), 400;
+			have_len = true;
+			clen = n;
+		} else if (strcasecmp(line, "Transfer-Encoding") == 0) {
+			te = true;
+			chunked = strcasecmp(v, "chunked") == 0;
+			if (!chunked)
+				return (*msg = "only the chunked transfer coding is accepted"), 501;
+		} else if (strcasecmp(line, "Connection") == 0) {
+			conn_close_tok = conn_close_tok || strcasestr(v, "close") != NULL;
+			conn_keep = conn_keep || strcasestr(v, "keep-alive") != NULL;
+		} else if (strcasecmp(line, "Expect") == 0) {
+			c->expect_continue = strcasecmp(v, "100-continue") == 0;
+		}
+	}
+	if (te && have_len)
+		return (*msg = "both Content-Length and Transfer-Encoding were sent"), 400;
+	c->keep_alive = c->http10 ? conn_keep && !conn_close_tok : !conn_close_tok;
+	c->bmode = chunked ? BODY_CHUNKED : clen > 0 ? BODY_LENGTH : BODY_NONE;
+	c->body_left = clen;
+	c->ch = CH_SIZE;
+	c->body_done = c->bmode == BODY_NONE;
+	if (c->http10 && c->expect_continue)
+		c->expect_continue = false;
+	return 0;
+}
+
+/* Where the request head ends (just past the blank line), or 0. */
+static size_t head_end(const char *p, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		if (p[i] != '\n')
+			continue;
+		if (i + 1 < n && p[i + 1] == '\n')
+			return i + 2;
+		if (i + 2 < n && p[i + 1] == '\r' && p[i + 2] == '\n')
+			return i + 3;
+	}
+	return 0;
+}
+
+static int body_add(struct conn *c, const char *p, size_t n)
+{
+	struct gw_http1_req *r = &c->req;
+	if (c->discard || r->body_too_large) {
+		c->discarded += n;
+		return c->discarded > DISCARD_CAP ? -1 : 0;
+	}
+	if (r->body_len + n > r->max_body) {
+		r->body_too_large = true;
+		free(r->body);
+		r->body = NULL;
+		c->discarded = r->body_len + n;
+		r->body_len = 0;
+		return c->discarded > DISCARD_CAP ? -1 : 0;
+	}
+	if (reserve(&r->body, &c->body_cap, r->body_len + n + 1) < 0)
+		return -1;
+	memcpy(r->body + r->body_len, p, n);
+	r->body_len += n;
+	r->body[r->body_len] = '\0';
+	return 0;
+}
+
+/* Consumes body bytes from in[in_pos..in_len). -1: give up on the body. */
+static int body_step(struct conn *c)
+{
+	while (!c->body_done && c->in_pos < c->in_len) {
+		char *p = c->in + c->in_pos;
+		size_t avail = c->in_len - c->in_pos;
+		if (c->bmode == BODY_LENGTH || c->ch == CH_DATA) {
+			size_t k = avail < c->body_left ? avail : (size_t)c->body_left;
+			if (body_add(c, p, k) < 0)
+				return -1;
+			c->in_pos += k;
+			c->body_left -= k;
+			if (c->body_left == 0) {
+				if (c->bmode == BODY_LENGTH)
+					c->body_done = true;
+				else
+					c->ch = CH_DATA_END;
+			}
+			continue;
+		}
+		char *nl = memchr(p, '\n', avail);
+		if (!nl)
+			return avail > 1024 ? -1 : 0; /* a chunk line that long is no chunk line */
+		size_t line = (size_t)(nl - p) + 1;
+		if (c->ch == CH_SIZE) {
+			char *e;
+			if (!isxdigit((unsigned char)*p))
+				return -1;
+			errno = 0;
+			unsigned long long n = strtoull(p, &e, 16);
+			if (e == p || errno || (*e != ';' && *e != '\r' && *e != '\n'))
+				return -1;
+			c->body_left = n;
+			c->ch = n ? CH_DATA : CH_TRAILER;
+		} else if (c->ch == CH_DATA_END) {
+			if (line > 2 || (line == 2 && *p != '\r'))
+				return -1;
+			c->ch = CH_SIZE;
+		} else if (line == 1 || (line == 2 && *p == '\r')) { /* CH_TRAILER */
+			c->body_done = true;
+		}
+		c->in_pos += line;
+	}
+	/* Keep the unread tail right after the head, so reads find room. */
+	if (c->in_pos > c->head_len) {
+		size_t rest = c->in_len - c->in_pos;
+		memmove(c->in + c->head_len, c->in + c->in_pos, rest);
+		c->in_pos = c->head_len;
+		c->in_len = c->head_len + rest;
+	}
+	return 0;
+}
+
+static void after_callback(struct conn *c)
+{
+	if (c->want_park && !c->answered)
+		c->parked = true;
+	c->want_park = false;
+}
+
+/* Reads once. 1: got bytes; 0: nothing now (or no room); -1: closed. */
+static int read_some(struct conn *c)
+{
+	if (c->in_len == c->in_cap) {
+		/* The buffer moves only while no request points into it; a head
+		 * that fills it is over max_header_bytes and refused before. */
+		if (c->active || c->in_cap >= c->t->h->o.max_header_bytes + IN_INITIAL)
+			return 0;
+		if (reserve(&c->in, &c->in_cap, c->in_cap ? c->in_cap * 2 : IN_INITIAL) < 0) {
+			conn_close(c);
+			return -1;
+		}
+	}
+	ssize_t n = read(c->fd, c->in + c->in_len, c->in_cap - c->in_len);
+	if (n > 0) {
+		c->in_len += (size_t)n;
+		c->last_us = now_us();
+		return 1;
+	}
+	if (n < 0 && errno == EINTR)
+		return 1;
+	if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+		return 0;
+	/* End of input: finish an answered or waiting request, then close. */
+	c->eof = true;
+	if (!c->active || !c->body_done) {
+		conn_close(c);
+		return -1;
+	}
+	c->close_after = true;
+	return 0;
+}
+
+/* Starts the next request from the input. True when something happened. */
+static bool start_request(struct conn *c)
+{
+	struct gw_http1 *h = c->t->h;
+	/* Blank lines before a request line are allowed, and skipped. */
+	size_t skip = 0;
+	while (skip < c->in_len && (c->in[skip] == '\r' || c->in[skip] == '\n'))
+		skip++;
+	if (skip) {
+		memmove(c->in, c->in + skip, c->in_len - skip);
+		c->in_len -= skip;
+	}
+	size_t end = head_end(c->in, c->in_len);
+	if (!end) {
+		if (c->in_len >= h->o.max_header_bytes) {
+			protocol_error(c, 431, "the request line and headers are over the size limit");
+			return true;
+		}
+		return false;
+	}
+	if (end > h->o.max_header_bytes) {
+		protocol_error(c, 431, "the request line and headers are over the size limit");
+		return true;
+	}
+	/* Room for body bytes after the head, before pointers into it exist. */
+	if (reserve(&c->in, &c->in_cap, end + IN_INITIAL) < 0) {
+		conn_close(c);
+		return true;
+	}
+	const char *msg = NULL;
+	unsigned st = parse_head(c, end, &msg);
+	c->head_len = c->in_pos = end;
+	if (st) {
+		protocol_error(c, st, msg);
+		return true;
+	}
+	c->active = true;
+	c->seen = true;
+	h->o.on_headers(h->o.arg, &c->req);
+	after_callback(c);
+	if (c->closed || c->answered || c->parked)
+		return true;
+	if (c->bmode == BODY_LENGTH && c->body_left > c->req.max_body) {
+		/* Over the bound before a byte is read: answer at once. */
+		c->req.body_too_large = true;
+		if (c->expect_continue || c->body_left > DISCARD_CAP)
+			c->close_after = true, c->body_done = true;
+		else
+			c->discard = true;
+	}
+	if (!c->body_done && c->expect_continue && !c->req.body_too_large &&
+	    out_add(c, "HTTP/1.1 100 Continue\r\n\r\n", 25) < 0)
+		conn_close(c);
+	return true;
+}
+
+/* Closes after an answer the client may still be sending a body to: the
+ * write side first, then what still comes in is read and dropped for up
+ * to two seconds, so that the client reads the answer rather than a reset. */
+static void linger(struct conn *c)
+{
+	if (c->eof) {
+		conn_close(c);
+		return;
+	}
+	shutdown(c->fd, SHUT_WR);
+	c->lingering = true;
+	c->linger_until = now_us() + 2000000;
+}
+
+/* Runs the connection until it waits for the socket or for a resume. */
+static void advance(struct conn *c)
+{
+	struct gw_http1 *h = c->t->h;
+	conn_ref(c);
+	while (!c->closed && !c->parked) {
+		if ((c->out_pos < c->out_len || c->obody_pos < c->obody_len) && !flush(c))
+			break;
+		if (c->reader && !c->stream_done) {
+			if (!pull_stream(c))
+				break;
+			continue;
+		}
+		if (c->lingering) {
+			char sink[4096];
+			ssize_t n = read(c->fd, sink, sizeof(sink));
+			if (n > 0 || (n < 0 && errno == EINTR))
+				continue;
+			if (n == 0 || (errno != EAGAIN && errno != EWOULDBLOCK))
+				conn_close(c);
+			break;
+		}
+		if (c->active && c->answered && c->body_done) {
+			/* Written: the request is over. */
+			bool close_now = c->close_after;
+			request_over(c);
+			if (close_now) {
+				linger(c);
+				continue;
+			}
+			size_t rest = c->in_len - c->in_pos;
+			memmove(c->in, c->in + c->in_pos, rest);
+			c->in_len = rest;
+			c->in_pos = c->head_len = 0;
+			continue;
+		}
+		if (!c->active) {
+			if (start_request(c))
+				continue;
+		} else if (!c->body_done) {
+			size_t before = c->in_pos;
+			if (body_step(c) < 0) {
+				if (c->answered || c->req.body_too_large) {
+					c->close_after = true;
+					c->body_done = true;
+				} else {
+					protocol_error(c, 400, "malformed chunked body");
+				}
+				continue;
+			}
+			if (c->body_done || c->in_pos != before)
+				continue;
+		} else if (!c->answered && !c->delivered) {
+			c->delivered = true;
+			h->o.on_body(h->o.arg, &c->req);
+			after_callback(c);
+			continue;
+		} else if (!c->answered) {
+			/* The handler neither answered nor parked: a bug, not a hang. */
+			protocol_error(c, 500, "the request was not answered");
+			continue;
+		} else {
+			break;
+		}
+		int r = read_some(c);
+		if (r <= 0)
+			break;
+	}
+	conn_unref(c);
+}
+
+static void on_conn_event(struct conn *c, uint32_t ev)
+{
+	if (c->parked) {
+		if (ev & (EPOLLERR | EPOLLHUP))
+			c->dead = true;
+		return;
+	}
+	if (ev & EPOLLERR) {
+		conn_close(c);
+		return;
+	}
+	advance(c);
+}
+
+static void on_resume(struct conn *c)
+{
+	struct gw_http1 *h = c->t->h;
+	if (c->closed || !c->parked)
+		return;
+	c->parked = false;
+	c->last_us = now_us();
+	if (c->dead) {
+		conn_close(c);
+		return;
+	}
+	if (!c->reader) {
+		h->o.on_resume(h->o.arg, &c->req);
+		after_callback(c);
+	}
+	advance(c);
+}
+
+/* ---- threads ---- */
+
+static void accept_some(struct thread *t)
+{
+	struct gw_http1 *h = t->h;
+	for (int i = 0; i < ACCEPT_BATCH; i++) {
+		int fd = accept4(h->lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+		if (fd < 0) {
+			if (errno == EINTR || errno == ECONNABORTED)
+				continue;
+			if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS ||
+			    errno == ENOMEM) {
+				/* Out of descriptors: stop taking connections for a while
+				 * rather than spin on a listener that stays readable. */
+				epoll_ctl(t->ep, EPOLL_CTL_DEL, h->lfd, NULL);
+				t->listening = false;
+				t->relisten_us = now_us() + 100000;
+			} else if (errno != EAGAIN && errno != EWOULDBLOCK) {
+				/* Quiesced (the listener was shut down). */
+				epoll_ctl(t->ep, EPOLL_CTL_DEL, h->lfd, NULL);
+				t->listening = false;
+				t->relisten_us = INT64_MAX;
+			}
+			return;
+		}
+		struct conn *c = atomic_fetch_add(&h->nconns, 1) < h->o.max_conns
+					 ? calloc(1, sizeof(*c))
+					 : NULL;
+		if (!c) {
+			atomic_fetch_sub(&h->nconns, 1);
+			close(fd);
+			continue;
+		}
+		int one = 1;
+		setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+		c->t = t;
+		c->fd = fd;
+		atomic_init(&c->refs, 1);
+		atomic_init(&c->queued, false);
+		c->last_us = now_us();
+		c->next = t->conns;
+		if (t->conns)
+			t->conns->prev = c;
+		t->conns = c;
+		struct epoll_event ev = { .events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET,
+					  .data.ptr = c };
+		if (epoll_ctl(t->ep, EPOLL_CTL_ADD, fd, &ev) < 0)
+			conn_close(c);
+	}
+}
+
+static void take_resumes(struct thread *t)
+{
+	uint64_t v;
+	if (read(t->efd, &v, sizeof(v)) < 0) {
+		/* EAGAIN: another pass took them */
+	}
+	pthread_mutex_lock(&t->lock);
+	struct conn *c = t->inbox;
+	t->inbox = NULL;
+	pthread_mutex_unlock(&t->lock);
+	while (c) {
+		struct conn *next = c->inbox_next;
+		atomic_store(&c->queued, false);
+		on_resume(c);
+		conn_unref(c);
+		c = next;
+	}
+}
+
+/* Closes connections with no progress for idle_timeout_s (not parked). */
+static void sweep_idle(struct thread *t, int64_t now)
+{
+	int64_t limit = t->h->o.idle_timeout_s ? (int64_t)t->h->o.idle_timeout_s * 1000000
+					       : INT64_MAX;
+	for (struct conn *c = t->conns, *next; c; c = next) {
+		next = c->next;
+		if ((c->lingering && now > c->linger_until) ||
+		    (!c->parked && now - c->last_us > limit))
+			conn_close(c);
+	}
+}
+
+static void *thread_main(void *arg)
+{
+	struct thread *t = arg;
+	struct gw_http1 *h = t->h;
+	struct epoll_event evs[128];
+	int64_t next_sweep = now_us() + 1000000;
+	while (!atomic_load(&h->stop)) {
+		if (h->o.on_pass)
+			h->o.on_pass(h->o.arg, t->index);
+		int n = epoll_wait(t->ep, evs, 128, 1000);
+		for (int i = 0; i < n; i++) {
+			void *p = evs[i].data.ptr;
+			if (p == &listen_tag)
+				accept_some(t);
+			else if (p == &wake_tag)
+				take_resumes(t);
+			else
+				on_conn_event(p, evs[i].events);
+		}
+		int64_t now = now_us();
+		if (!t->listening && now >= t->relisten_us) {
+			struct epoll_event ev = { .events = EPOLLIN | EPOLLEXCLUSIVE,
+						  .data.ptr = &listen_tag };
+			t->listening = epoll_ctl(t->ep, EPOLL_CTL_ADD, h->lfd, &ev) == 0;
+			t->relisten_us = t->listening ? 0 : now + 100000;
+		}
+		if (now >= next_sweep) {
+			sweep_idle(t, now);
+			next_sweep = now + 1000000;
+		}
+	}
+	return NULL;
+}
+
+static void free_threads(struct gw_http1 *h)
+{
+	for (unsigned i = 0; i < h->nt; i++) {
+		struct thread *t = &h->t[i];
+		if (t->started)
+			pthread_join(t->th, NULL);
+	}
+	for (unsigned i = 0; i < h->nt; i++) {
+		struct thread *t = &h->t[i];
+		for (;;) {
+			pthread_mutex_lock(&t->lock);
+			struct conn *q = t->inbox;
+			t->inbox = NULL;
+			pthread_mutex_unlock(&t->lock);
+			for (struct conn *next; q; q = next) {
+				next = q->inbox_next;
+				conn_unref(q);
+			}
+			if (!t->conns)
+				break;
+			while (t->conns) {
+				t->conns->parked = false;
+				conn_close(t->conns);
+			}
+		}
+		if (t->ep >= 0)
+			close(t->ep);
+		if (t->efd >= 0)
+			close(t->efd);
+		pthread_mutex_destroy(&t->lock);
+	}
+	free(h->t);
+}
+
+struct gw_http1 *gw_http1_start(const struct gw_http1_opts *o)
+{
+	struct gw_http1 *h = calloc(1, sizeof(*h));
+	if (!h)
+		return NULL;
+	h->o = *o;
+	h->nt = o->threads ? o->threads : 1;
+	atomic_init(&h->stop, false);
+	atomic_init(&h->nconns, 0);
+	int one = 1, err;
+	h->lfd = socket(o->addr->sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (h->lfd < 0)
+		goto fail_errno;
+	setsockopt(h->lfd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+	if (o->addr->sa_family == AF_INET6)
+		setsockopt(h->lfd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
+	if (bind(h->lfd, o->addr, o->addr_len) < 0 || listen(h->lfd, 4096) < 0)
+		goto fail_errno;
+	if (!(h->t = calloc(h->nt, sizeof(*h->t))))
+		goto fail_errno;
+	for (unsigned i = 0; i < h->nt; i++) {
+		struct thread *t = &h->t[i];
+		t->h = h;
+		t->index = i;
+		t->ep = t->efd = -1;
+		pthread_mutex_init(&t->lock, NULL);
+	}
+	for (unsigned i = 0; i < h->nt; i++) {
+		struct thread *t = &h->t[i];
+		t->ep = epoll_create1(EPOLL_CLOEXEC);
+		t->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+		if (t->ep < 0 || t->efd < 0)
+			goto fail_threads;
+		struct epoll_event ev = { .events = EPOLLIN, .data.ptr = &wake_tag };
+		struct epoll_event lev = { .events = EPOLLIN | EPOLLEXCLUSIVE,
+					   .data.ptr = &listen_tag };
+		if (epoll_ctl(t->ep, EPOLL_CTL_ADD, t->efd, &ev) < 0 ||
+		    epoll_ctl(t->ep, EPOLL_CTL_ADD, h->lfd, &lev) < 0)
+			goto fail_threads;
+		t->listening = true;
+		if ((errno = pthread_create(&t->th, NULL, thread_main, t)) != 0)
+			goto fail_threads;
+		t->started = true;
+		pthread_setname_np(t->th, "llmgw-http");
+	}
+	return h;
+fail_threads:
+	err = errno;
+	gw_http1_stop(h);
+	errno = err;
+	return NULL;
+fail_errno:
+	err = errno;
+	if (h->lfd >= 0)
+		close(h->lfd);
+	free(h);
+	errno = err;
+	return NULL;
+}
+
+void gw_http1_quiesce(struct gw_http1 *h)
+{
+	/* The threads' next accept fails and they drop the listener; the port
+	 * refuses connections from now on. */
+	shutdown(h->lfd, SHUT_RDWR);
+}
+
+void gw_http1_stop(struct gw_http1 *h)
+{
+	if (!h)
+		return;
+	atomic_store(&h->stop, true);
+	uint64_t one = 1;
+	for (unsigned i = 0; i < h->nt; i++)
+		if (h->t[i].efd >= 0 && write(h->t[i].efd, &one, sizeof(one)) < 0) {
+			/* the loop wakes within a second anyway */
+		}
+	free_threads(h);
+	close(h->lfd);
+	free(h);
+}
+
+const char *gw_http1_header(const struct gw_http1_req *r, const char *name)
+{
+	const struct conn *c = (const struct conn *)r;
+	for (unsigned i = 0; i < c->nhdrs; i++)
+		if (strcasecmp(c->hdrs[i].name, name) == 0)
+			return c->hdrs[i].value;
+	return NULL;
+}
+
+static int hexval(char ch)
+{
+	if (ch >= '0' && ch <= '9')
+		return ch - '0';
+	if (ch >= 'a' && ch <= 'f')
+		return ch - 'a' + 10;
+	if (ch >= 'A' && ch <= 'F')
+		return ch - 'A' + 10;
+	return -1;
+}
+
+const char *gw_http1_arg(const struct gw_http1_req *r, const char *name, char *buf, size_t size)
+{
+	size_t nl = strlen(name);
+	for (const char *p = r->query; p && *p;) {
+		const char *amp = strchr(p, '&'), *end = amp ? amp : p + strlen(p);
+		if ((size_t)(end - p) >= nl && strncmp(p, name, nl) == 0 &&
+		    (p + nl == end || p[nl] == '=')) {
+			const char *v = p + nl + (p + nl < end);
+			size_t k = 0;
+			for (; v < end; v++) {
+				char ch = *v;
+				if (ch == '+') {
+					ch = ' ';
+				} else if (ch == '%' && end - v > 2 && hexval(v[1]) >= 0 &&
+					   hexval(v[2]) >= 0) {
+					ch = (char)(hexval(v[1]) * 16 + hexval(v[2]));
+					v += 2;
+				}
+				if (k + 1 >= size)
+					return NULL;
+				buf[k++] = ch;
+			}
+			buf[k] = '\0';
+			return buf;
+		}
+		p = amp ? amp + 1 : NULL;
+	}
+	return NULL;
+}
