@@ -119,6 +119,7 @@ struct thread {
 	pthread_mutex_t lock;
 	struct conn *inbox;
 	struct conn *conns; /* every open connection of the thread */
+	struct conn *graveyard; /* unreferenced, freed after the pass */
 	int64_t date_s;
 	char date[40];
 };
@@ -188,10 +189,19 @@ static void conn_ref(struct conn *c)
 	atomic_fetch_add(&c->refs, 1);
 }
 
+/* The last reference was dropped: the memory goes at the end of the loop
+ * pass, since events for it may still wait in the pass's batch. Only the
+ * connection's own thread drops references. */
 static void conn_unref(struct conn *c)
 {
 	if (atomic_fetch_sub(&c->refs, 1) != 1)
 		return;
+	c->inbox_next = c->t->graveyard;
+	c->t->graveyard = c;
+}
+
+static void conn_free(struct conn *c)
+{
 	free(c->in);
 	free(c->out);
 	free(c->xhdr);
@@ -875,6 +885,8 @@ static void advance(struct conn *c)
 
 static void on_conn_event(struct conn *c, uint32_t ev)
 {
+	if (c->closed)
+		return;
 	if (c->parked) {
 		if (ev & (EPOLLERR | EPOLLHUP))
 			c->dead = true;
@@ -988,6 +1000,15 @@ static void sweep_idle(struct thread *t, int64_t now)
 	}
 }
 
+static void bury(struct thread *t)
+{
+	while (t->graveyard) {
+		struct conn *c = t->graveyard;
+		t->graveyard = c->inbox_next;
+		conn_free(c);
+	}
+}
+
 static void *thread_main(void *arg)
 {
 	struct thread *t = arg;
@@ -1007,6 +1028,7 @@ static void *thread_main(void *arg)
 			else
 				on_conn_event(p, evs[i].events);
 		}
+		bury(t);
 		int64_t now = now_us();
 		if (!t->listening && now >= t->relisten_us) {
 			struct epoll_event ev = { .events = EPOLLIN | EPOLLEXCLUSIVE,
@@ -1047,6 +1069,7 @@ static void free_threads(struct gw_http1 *h)
 				conn_close(t->conns);
 			}
 		}
+		bury(t);
 		if (t->ep >= 0)
 			close(t->ep);
 		if (t->efd >= 0)
