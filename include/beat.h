@@ -6,8 +6,8 @@
  * registers a beat, stamps it on every pass of its loop, and never sleeps
  * longer than GW_BEAT_INTERVAL_US between passes. A beat much older than
  * that interval means the loop is stuck, and the main loop then withholds
- * WATCHDOG=1 so that systemd restarts the daemon. libmicrohttpd's own
- * threads have no hook per pass and no beat.
+ * WATCHDOG=1 so that systemd restarts the daemon. HTTP front threads of
+ * their own (http_threads > 0) have beats too.
  */
 #ifndef GW_BEAT_H
 #define GW_BEAT_H

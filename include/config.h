@@ -63,7 +63,7 @@ struct gw_config {
 	char *listen_host;
 	uint16_t listen_port;
 	unsigned workers;            /* resolved: >= 1 */
-	unsigned http_threads;       /* libmicrohttpd threads, each with its share of connections */
+	unsigned http_threads;       /* HTTP front threads; 0: the workers serve clients */
 	size_t max_body_bytes;
 	size_t upstream_max_body_bytes;
 	unsigned max_connections;

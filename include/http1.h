@@ -2,12 +2,14 @@
  * http1.h - the HTTP/1.1 server under the front: sockets, parsing,
  * keep-alive, response writing, and requests parked while they wait.
  *
- * A few threads (gw_http1_opts.threads) each run an epoll loop and own
- * their connections for life; every callback for a request runs on its
- * connection's thread, one request per connection at a time (pipelined
- * requests wait their turn). A request that waits for other threads is
- * parked: it costs nothing until gw_http1_resume, which any thread may
- * call, puts it back on its thread's loop in O(1).
+ * A few loops (gw_http1_opts.threads) each own their connections for
+ * life; every callback for a request runs on its connection's loop, one
+ * request per connection at a time (pipelined requests wait their turn).
+ * Each loop runs on a thread of its own, or, with .external, inside a
+ * thread of the caller's (gw_http1_fd, gw_http1_run): then a request
+ * needs no hand-off between threads at all. A request that waits for
+ * other work is parked: it costs nothing until gw_http1_resume, which any
+ * thread may call, puts it back on its loop in O(1).
  *
  * What it speaks: HTTP/1.0 and 1.1, Content-Length and chunked request
  * bodies, Expect: 100-continue, keep-alive and pipelining, HEAD, and
@@ -55,7 +57,8 @@ typedef ssize_t (*gw_http1_reader)(struct gw_http1_req *r, char *buf, size_t max
 struct gw_http1_opts {
 	const struct sockaddr *addr;
 	socklen_t addr_len;
-	unsigned threads;
+	unsigned threads;         /* loops */
+	bool external;            /* no threads: the caller runs the loops */
 	unsigned max_conns;       /* more are accepted and closed at once */
 	unsigned idle_timeout_s;  /* a connection with no progress is closed */
 	size_t max_header_bytes;  /* the request line and headers: over it, 431 */
@@ -81,10 +84,22 @@ struct gw_http1_opts {
 /* Binds, listens and starts the threads; NULL with errno on failure. */
 struct gw_http1 *gw_http1_start(const struct gw_http1_opts *o);
 
+/* With .external: loop's epoll descriptor, to watch for reading. */
+int gw_http1_fd(struct gw_http1 *h, unsigned loop);
+
+/*
+ * With .external: runs what loop has ready without blocking (io: its
+ * descriptor was readable) and the resumes queued from this thread. Always
+ * called on the same thread for a loop. True when more resumes are queued
+ * (run again before sleeping).
+ */
+bool gw_http1_run(struct gw_http1 *h, unsigned loop, bool io);
+
 /* Stops accepting new connections; open ones are still served. */
 void gw_http1_quiesce(struct gw_http1 *h);
 
-/* Closes every connection (on_done for open requests), joins, frees. */
+/* Closes every connection (on_done for open requests), joins, frees. With
+ * .external, only once the caller's loops no longer run. */
 void gw_http1_stop(struct gw_http1 *h);
 
 /* Request headers, by name (any case); NULL when absent. */

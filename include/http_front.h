@@ -1,5 +1,6 @@
 /*
- * http_front.h - the HTTP front (libmicrohttpd, one epoll thread).
+ * http_front.h - the HTTP front, on the HTTP/1.1 server of http1.h: in
+ * the workers' loops (http_threads = 0) or in threads of its own.
  *
  * It routes, bounds and validates requests, turns a chat request into a
  * job, suspends the connection while the job waits, and resumes it with
@@ -18,9 +19,12 @@ struct gw_front_opts {
 	struct gw_pipeline *pipeline; /* where accepted chat jobs go; also scheduler,
 				       * ledger and cache for /stats, /ready */
 	const char *mode;            /* "normal" or "demo", for /health */
+	struct gw_workers *workers;  /* not started yet: with http_threads = 0 the
+				      * front runs in their loops */
 };
 
-/* Binds and starts serving; NULL on failure (logged). */
+/* Binds and starts serving (with http_threads = 0, once the workers
+ * start); NULL on failure (logged). */
 struct gw_front *gw_front_start(const struct gw_front_opts *opts);
 
 /* The configuration new requests use from now on (reload). */
@@ -32,7 +36,11 @@ void gw_front_quiesce(struct gw_front *f);
 /* Connections whose answer is still pending. */
 unsigned gw_front_pending(struct gw_front *f);
 
-/* Stops the daemon (after every job was answered) and frees. Accepts NULL. */
+/* True when the front runs in the workers' loops. */
+bool gw_front_external(const struct gw_front *f);
+
+/* Stops serving (after every job was answered) and frees. Accepts NULL.
+ * When the front runs in the workers, only after gw_workers_free. */
 void gw_front_stop(struct gw_front *f);
 
 #endif

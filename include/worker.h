@@ -20,10 +20,31 @@ void gw_workers_global_cleanup(void);
 /* n threads (not started) reporting to s; or NULL. */
 struct gw_workers *gw_workers_new(unsigned n, struct gw_sched *s);
 
+/*
+ * A loop that runs inside every worker thread: the HTTP front, when it has
+ * no threads of its own. Its descriptor fd(arg, i) is watched with worker
+ * i's sockets, and run(arg, i, io) is called on every pass of worker i's
+ * loop (io: the descriptor was readable); run returns true when it has
+ * more to do right away. A job dispatched from a worker thread stays on
+ * that worker, so a request read, sent upstream and answered by the same
+ * thread changes threads nowhere.
+ */
+struct gw_worker_guest {
+	void *arg;
+	int (*fd)(void *arg, unsigned worker);
+	bool (*run)(void *arg, unsigned worker, bool io);
+};
+
+/* Before gw_workers_start. Returns 0 or -errno. */
+int gw_workers_attach(struct gw_workers *w, const struct gw_worker_guest *g);
+
+unsigned gw_workers_count(const struct gw_workers *w);
+
 /* Starts the threads. Returns 0 or -errno. */
 int gw_workers_start(struct gw_workers *w);
 
-/* Starts job's attempt on job->provider on one of the workers. Any thread. */
+/* Starts job's attempt on job->provider on one of the workers (the
+ * calling one, on a worker thread). Any thread. */
 void gw_workers_dispatch(struct gw_workers *w, struct gw_job *job);
 
 /*

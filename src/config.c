@@ -999,7 +999,7 @@ static const struct opt gateway_opts[] = {
 	{ "listen", opt_listen, 0, 0, 0, "127.0.0.1:8400", "LLMGW_LISTEN" },
 	/* 0: one worker per online core, resolved after loading */
 	{ "workers", opt_uint, GOFF(workers), 0, MAX_WORKERS, "0", "LLMGW_WORKERS" },
-	{ "http_threads", opt_uint, GOFF(http_threads), 1, 64, "2", "LLMGW_HTTP_THREADS" },
+	{ "http_threads", opt_uint, GOFF(http_threads), 0, 64, "0", "LLMGW_HTTP_THREADS" },
 	{ "max_body_bytes", opt_size, GOFF(max_body_bytes), KIB, 64 * MIB, "1048576", NULL },
 	{ "upstream_max_body_bytes", opt_size, GOFF(upstream_max_body_bytes), KIB, 256 * MIB,
 	  "8388608", NULL },

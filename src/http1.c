@@ -118,6 +118,8 @@ struct thread {
 	int64_t relisten_us; /* after EMFILE: when to take connections again */
 	pthread_mutex_t lock;
 	struct conn *inbox;
+	struct conn *local; /* resumed from this thread itself: no lock, no eventfd */
+	int64_t next_sweep_us;
 	struct conn *conns; /* every open connection of the thread */
 	struct conn *graveyard; /* unreferenced, freed after the pass */
 	int64_t date_s;
@@ -134,6 +136,8 @@ struct gw_http1 {
 };
 
 static char listen_tag, wake_tag;
+/* The loop the calling thread runs, if any. */
+static __thread struct thread *current_loop;
 
 static int64_t now_us(void)
 {
@@ -408,6 +412,11 @@ void gw_http1_resume(struct gw_http1_req *r)
 	if (atomic_exchange(&c->queued, true))
 		return;
 	conn_ref(c);
+	if (current_loop == t) {
+		c->inbox_next = t->local;
+		t->local = c;
+		return;
+	}
 	pthread_mutex_lock(&t->lock);
 	bool was_empty = t->inbox == NULL;
 	c->inbox_next = t->inbox;
@@ -968,6 +977,17 @@ static void accept_some(struct thread *t)
 	}
 }
 
+static void run_resumes(struct conn *c)
+{
+	while (c) {
+		struct conn *next = c->inbox_next;
+		atomic_store(&c->queued, false);
+		on_resume(c);
+		conn_unref(c);
+		c = next;
+	}
+}
+
 static void take_resumes(struct thread *t)
 {
 	uint64_t v;
@@ -978,13 +998,7 @@ static void take_resumes(struct thread *t)
 	struct conn *c = t->inbox;
 	t->inbox = NULL;
 	pthread_mutex_unlock(&t->lock);
-	while (c) {
-		struct conn *next = c->inbox_next;
-		atomic_store(&c->queued, false);
-		on_resume(c);
-		conn_unref(c);
-		c = next;
-	}
+	run_resumes(c);
 }
 
 /* Closes connections with no progress for idle_timeout_s (not parked). */
@@ -1009,39 +1023,64 @@ static void bury(struct thread *t)
 	}
 }
 
+/* One pass of a loop: what epoll reports after waiting up to timeout_ms,
+ * the resumes, the listener's return after EMFILE, the idle sweep. */
+static void loop_pass(struct thread *t, int timeout_ms)
+{
+	struct gw_http1 *h = t->h;
+	struct epoll_event evs[128];
+	current_loop = t;
+	int n = timeout_ms < 0 ? 0 : epoll_wait(t->ep, evs, 128, timeout_ms);
+	for (int i = 0; i < n; i++) {
+		void *p = evs[i].data.ptr;
+		if (p == &listen_tag)
+			accept_some(t);
+		else if (p == &wake_tag)
+			take_resumes(t);
+		else
+			on_conn_event(p, evs[i].events);
+	}
+	while (t->local) {
+		struct conn *c = t->local;
+		t->local = NULL;
+		run_resumes(c);
+	}
+	bury(t);
+	int64_t now = now_us();
+	if (!t->listening && now >= t->relisten_us) {
+		struct epoll_event ev = { .events = EPOLLIN | EPOLLEXCLUSIVE, .data.ptr = &listen_tag };
+		t->listening = epoll_ctl(t->ep, EPOLL_CTL_ADD, h->lfd, &ev) == 0;
+		t->relisten_us = t->listening ? 0 : now + 100000;
+	}
+	if (now >= t->next_sweep_us) {
+		sweep_idle(t, now);
+		bury(t);
+		t->next_sweep_us = now + 1000000;
+	}
+}
+
 static void *thread_main(void *arg)
 {
 	struct thread *t = arg;
 	struct gw_http1 *h = t->h;
-	struct epoll_event evs[128];
-	int64_t next_sweep = now_us() + 1000000;
 	while (!atomic_load(&h->stop)) {
 		if (h->o.on_pass)
 			h->o.on_pass(h->o.arg, t->index);
-		int n = epoll_wait(t->ep, evs, 128, 1000);
-		for (int i = 0; i < n; i++) {
-			void *p = evs[i].data.ptr;
-			if (p == &listen_tag)
-				accept_some(t);
-			else if (p == &wake_tag)
-				take_resumes(t);
-			else
-				on_conn_event(p, evs[i].events);
-		}
-		bury(t);
-		int64_t now = now_us();
-		if (!t->listening && now >= t->relisten_us) {
-			struct epoll_event ev = { .events = EPOLLIN | EPOLLEXCLUSIVE,
-						  .data.ptr = &listen_tag };
-			t->listening = epoll_ctl(t->ep, EPOLL_CTL_ADD, h->lfd, &ev) == 0;
-			t->relisten_us = t->listening ? 0 : now + 100000;
-		}
-		if (now >= next_sweep) {
-			sweep_idle(t, now);
-			next_sweep = now + 1000000;
-		}
+		loop_pass(t, 1000);
 	}
 	return NULL;
+}
+
+int gw_http1_fd(struct gw_http1 *h, unsigned loop)
+{
+	return loop < h->nt ? h->t[loop].ep : -1;
+}
+
+bool gw_http1_run(struct gw_http1 *h, unsigned loop, bool io)
+{
+	struct thread *t = &h->t[loop];
+	loop_pass(t, io ? 0 : -1);
+	return t->local != NULL;
 }
 
 static void free_threads(struct gw_http1 *h)
@@ -1062,6 +1101,11 @@ static void free_threads(struct gw_http1 *h)
 				next = q->inbox_next;
 				conn_unref(q);
 			}
+			for (struct conn *next, *l = t->local; l; l = next) {
+				next = l->inbox_next;
+				conn_unref(l);
+			}
+			t->local = NULL;
 			if (!t->conns)
 				break;
 			while (t->conns) {
@@ -1119,6 +1163,8 @@ struct gw_http1 *gw_http1_start(const struct gw_http1_opts *o)
 		    epoll_ctl(t->ep, EPOLL_CTL_ADD, h->lfd, &lev) < 0)
 			goto fail_threads;
 		t->listening = true;
+		if (o->external)
+			continue;
 		if ((errno = pthread_create(&t->th, NULL, thread_main, t)) != 0)
 			goto fail_threads;
 		t->started = true;

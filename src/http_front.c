@@ -43,6 +43,7 @@
 #include "request.h"
 #include "scheduler.h"
 #include "stats.h"
+#include "worker.h"
 
 /* Front threads with a watchdog beat (http_threads is at most 64). */
 #define GW_FRONT_THREADS_MAX 64
@@ -80,6 +81,7 @@ struct gw_front {
 	atomic_uint_fast64_t id_seq;
 	uint32_t id_salt;
 	struct gw_beat *beats[GW_FRONT_THREADS_MAX];
+	bool external; /* runs inside the workers' loops */
 };
 
 struct conn {
@@ -804,6 +806,16 @@ static char *error_body(void *arg, unsigned status, const char *message, size_t 
 	return gw_error_body(&err, len);
 }
 
+static int guest_fd(void *arg, unsigned worker)
+{
+	return gw_http1_fd(((struct gw_front *)arg)->d, worker);
+}
+
+static bool guest_run(void *arg, unsigned worker, bool io)
+{
+	return gw_http1_run(((struct gw_front *)arg)->d, worker, io);
+}
+
 /* Each front thread's loop pass: its beat for the watchdog. */
 static void on_pass(void *arg, unsigned thread)
 {
@@ -856,13 +868,18 @@ struct gw_front *gw_front_start(const struct gw_front_opts *opts)
 		gw_log_errorx("listen address '%s' is not an IP address", opts->conf->listen_host);
 		goto fail;
 	}
+	/* http_threads = 0: a loop in each worker thread, whose beat covers it. */
 	unsigned threads = opts->conf->http_threads;
-	for (unsigned i = 0; i < threads && i < GW_FRONT_THREADS_MAX; i++)
+	f->external = threads == 0;
+	if (f->external)
+		threads = gw_workers_count(opts->workers);
+	for (unsigned i = 0; !f->external && i < threads && i < GW_FRONT_THREADS_MAX; i++)
 		f->beats[i] = gw_beat_register("http", i);
 	struct gw_http1_opts ho = {
 		.addr = (struct sockaddr *)&ss,
 		.addr_len = v6 ? sizeof(struct sockaddr_in6) : sizeof(struct sockaddr_in),
 		.threads = threads,
+		.external = f->external,
 		.max_conns = opts->conf->max_connections,
 		.idle_timeout_s = 300,
 		/* Request line and headers: 8 KiB, as nginx allows by default. A
@@ -884,6 +901,15 @@ struct gw_front *gw_front_start(const struct gw_front_opts *opts)
 			gw_beat_unregister(f->beats[i]);
 		goto fail;
 	}
+	if (f->external) {
+		struct gw_worker_guest g = { .arg = f, .fd = guest_fd, .run = guest_run };
+		int rc = gw_workers_attach(opts->workers, &g);
+		if (rc < 0) {
+			gw_log_errorx("cannot run the HTTP front in the workers: %s", strerror(-rc));
+			gw_http1_stop(f->d);
+			goto fail;
+		}
+	}
 	return f;
 fail:
 	gw_config_unref(f->conf);
@@ -896,6 +922,11 @@ void gw_front_quiesce(struct gw_front *f)
 {
 	atomic_store(&f->quiesced, true);
 	gw_http1_quiesce(f->d);
+}
+
+bool gw_front_external(const struct gw_front *f)
+{
+	return f && f->external;
 }
 
 unsigned gw_front_pending(struct gw_front *f)

@@ -403,8 +403,8 @@ int main(int argc, char **argv)
 	}
 	sched = gw_sched_new(conf);
 	workers = sched ? gw_workers_new(conf->workers, sched) : NULL;
-	if (!workers || gw_workers_start(workers) < 0 || gw_sched_start(sched, workers) < 0) {
-		gw_log_errorx("cannot start the scheduler and %u workers", conf->workers);
+	if (!workers) {
+		gw_log_errorx("cannot set up %u workers", conf->workers);
 		goto out;
 	}
 	char instance[300];
@@ -414,10 +414,15 @@ int main(int argc, char **argv)
 					 .workers = workers, .instance = instance };
 	atomic_init(&pipeline.draining, false);
 	struct gw_front_opts fo = { .conf = conf, .pipeline = &pipeline,
-				    .mode = o.demo ? "demo" : "normal" };
+				    .mode = o.demo ? "demo" : "normal", .workers = workers };
 	front = gw_front_start(&fo);
 	if (!front)
 		goto out;
+	/* After the front: with http_threads = 0 it runs in the workers' loops. */
+	if (gw_workers_start(workers) < 0 || gw_sched_start(sched, workers) < 0) {
+		gw_log_errorx("cannot start the scheduler and %u workers", conf->workers);
+		goto out;
+	}
 	if (o.demo)
 		gw_log_info("demo mode: providers without a key use a placeholder key; answers come "
 			    "from the fake provider, not a real LLM");
@@ -473,8 +478,14 @@ int main(int argc, char **argv)
 	save_ledger(ledger, cache, conf);
 	rc = 0;
 out:
-	gw_front_stop(front);
+	/* A front of its own threads stops first, so that nothing reaches the
+	 * workers after them; a front in the workers' loops after them. */
+	if (!gw_front_external(front)) {
+		gw_front_stop(front);
+		front = NULL;
+	}
 	gw_workers_free(workers);
+	gw_front_stop(front);
 	gw_sched_free(sched);
 	if (cache && gw_cache_state(cache) == GW_CACHE_UP)
 		gw_async_retry(cache);

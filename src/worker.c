@@ -127,6 +127,9 @@ struct worker {
 	unsigned n_idle_easy;
 	struct hdrset *hdrs;            /* the current configuration's header lists */
 
+	int guest_fd;              /* the guest loop's descriptor, or -1 */
+	bool local_in;             /* jobs this thread dispatched to itself */
+
 	pthread_mutex_t lock;      /* guards inbox, stop, abort */
 	struct gw_job *in_head;
 	struct gw_job *in_tail;
@@ -140,7 +143,11 @@ struct gw_workers {
 	unsigned n;
 	atomic_uint next;
 	struct worker *w;
+	struct gw_worker_guest guest; /* run is NULL without one */
 };
+
+/* The worker the calling thread is, if it is one. */
+static __thread struct worker *current_worker;
 
 int gw_workers_global_init(void)
 {
@@ -885,9 +892,11 @@ static bool handle_inbox(struct worker *w)
 static void *worker_main(void *arg)
 {
 	struct worker *w = arg;
+	const struct gw_worker_guest *guest = w->pool->guest.run ? &w->pool->guest : NULL;
 	struct epoll_event evs[MAX_EVENTS];
 	int running = 0;
-	bool stop = false;
+	bool stop = false, guest_more = false;
+	current_worker = w;
 	/* The requests one loop pass finishes share one access-log write. */
 	gw_log_access_batch(true);
 	struct gw_beat *beat = gw_beat_register("worker", w->index);
@@ -905,7 +914,10 @@ static void *worker_main(void *arg)
 			if (ms < timeout)
 				timeout = (int)ms;
 		}
+		if (guest_more)
+			timeout = 0;
 		int n = epoll_wait(w->epfd, evs, MAX_EVENTS, timeout);
+		bool guest_io = false;
 		if (n < 0 && errno != EINTR) {
 			gw_log_warn("worker %u: epoll_wait", w->index);
 			continue;
@@ -914,6 +926,10 @@ static void *worker_main(void *arg)
 			int fd = evs[i].data.fd;
 			if (fd == w->evfd) {
 				stop = handle_inbox(w) || stop;
+				continue;
+			}
+			if (fd == w->guest_fd) {
+				guest_io = true;
 				continue;
 			}
 			struct sock *sk = (size_t)fd < w->n_socks ? &w->socks[fd] : NULL;
@@ -943,6 +959,14 @@ static void *worker_main(void *arg)
 			}
 			check_done(w, lane);
 		}
+		if (guest)
+			guest_more = guest->run(guest->arg, w->index, guest_io);
+		/* Jobs this thread dispatched to itself (requests the guest read,
+		 * queued work a finished transfer let go) start in this pass. */
+		if (w->local_in) {
+			w->local_in = false;
+			stop = handle_inbox(w) || stop;
+		}
 		gw_log_access_flush();
 	}
 	gw_beat_unregister(beat);
@@ -969,6 +993,7 @@ struct gw_workers *gw_workers_new(unsigned n, struct gw_sched *s)
 		w->index = i;
 		w->epfd = -1;
 		w->evfd = -1;
+		w->guest_fd = -1;
 		pthread_mutex_init(&w->lock, NULL);
 	}
 	for (unsigned i = 0; i < p->n; i++) {
@@ -992,6 +1017,24 @@ fail:
 	return NULL;
 }
 
+int gw_workers_attach(struct gw_workers *p, const struct gw_worker_guest *g)
+{
+	for (unsigned i = 0; i < p->n; i++) {
+		struct worker *w = &p->w[i];
+		w->guest_fd = g->fd(g->arg, i);
+		struct epoll_event ev = { .events = EPOLLIN, .data.fd = w->guest_fd };
+		if (w->guest_fd < 0 || epoll_ctl(w->epfd, EPOLL_CTL_ADD, w->guest_fd, &ev) < 0)
+			return -errno;
+	}
+	p->guest = *g;
+	return 0;
+}
+
+unsigned gw_workers_count(const struct gw_workers *p)
+{
+	return p->n;
+}
+
 int gw_workers_start(struct gw_workers *p)
 {
 	for (unsigned i = 0; i < p->n; i++) {
@@ -1005,8 +1048,13 @@ int gw_workers_start(struct gw_workers *p)
 
 void gw_workers_dispatch(struct gw_workers *p, struct gw_job *job)
 {
-	unsigned i = atomic_fetch_add_explicit(&p->next, 1, memory_order_relaxed) % p->n;
-	struct worker *w = &p->w[i];
+	struct worker *w = current_worker;
+	if (w && w->pool == p) {
+		/* Started at the end of this worker's loop pass, without a wake-up. */
+		w->local_in = true;
+	} else {
+		w = &p->w[atomic_fetch_add_explicit(&p->next, 1, memory_order_relaxed) % p->n];
+	}
 	job->wnext = NULL;
 	pthread_mutex_lock(&w->lock);
 	/* A non-empty inbox has a wake-up pending already: the worker reads
@@ -1018,7 +1066,7 @@ void gw_workers_dispatch(struct gw_workers *p, struct gw_job *job)
 		w->in_head = job;
 	w->in_tail = job;
 	pthread_mutex_unlock(&w->lock);
-	if (was_empty)
+	if (was_empty && w != current_worker)
 		wake(w);
 }
 

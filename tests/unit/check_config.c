@@ -139,7 +139,7 @@ START_TEST(test_defaults_without_file)
 	ck_assert_uint_ge(c->workers, 1);
 	ck_assert_uint_eq(c->workers, (unsigned)(sysconf(_SC_NPROCESSORS_ONLN) > 1024 ? 1024
 				: sysconf(_SC_NPROCESSORS_ONLN)));
-	ck_assert_uint_eq(c->http_threads, 2);
+	ck_assert_uint_eq(c->http_threads, 0);
 	ck_assert_uint_eq(c->max_body_bytes, 1048576);
 	ck_assert_uint_eq(c->upstream_max_body_bytes, 8388608);
 	ck_assert_uint_eq(c->max_connections, 10000);
@@ -485,7 +485,7 @@ static const struct bad_case {
 	{ "[gateway]\nmax_body_bytes = 1023\n", 2,
 	  "[gateway] max_body_bytes: must be an integer 1024..67108864" },
 	{ "[gateway]\nworkers = 1025\n", 2, "[gateway] workers: must be an integer 0..1024" },
-	{ "[gateway]\nhttp_threads = 0\n", 2, "[gateway] http_threads: must be an integer 1..64" },
+	{ "[gateway]\nhttp_threads = 65\n", 2, "[gateway] http_threads: must be an integer 0..64" },
 	{ "[gateway]\ndefault_model =\n", 2, "[gateway] default_model: must not be empty" },
 	{ "[gateway]\nstate_dir =\n", 2, "[gateway] state_dir: must not be empty" },
 	{ "[queue]\nlow_max = 0\n", 2, "[queue] low_max: must be an integer 1..1000000" },
