@@ -5,8 +5,9 @@
 #
 # Everything runs on 127.0.0.1 on free ports picked at run time: the fake
 # provider (--fast), a throwaway redis-server, an nginx with a generated
-# config (the reference proxy hop), bin/stack_floor (the cheapest proxy
-# llmgwd's own libraries allow) and llmgwd with limits far above the load.
+# config (the reference proxy hop), bin/stack_floor twice (the cheapest
+# proxy llmgwd's libraries allow, and the same behind libmicrohttpd) and
+# llmgwd with limits far above the load.
 # Every load run is bounded in time and count, every wait for a process
 # has a timeout, and every process started here is stopped on exit.
 # The exit status is non-zero only when the harness itself fails (a process
@@ -14,7 +15,7 @@
 # not failed.
 #
 # Knobs (environment): BENCH_ROUNDS (3: throughput runs are repeated and
-# the median round by req/s is reported), BENCH_DURATION (s, 8),
+# the median round by req/s is reported), BENCH_DURATION (s, 7),
 # BENCH_WARMUP (s, 2), BENCH_CONNECTIONS (64), BENCH_THREADS (2),
 # BENCH_NGINX_WORKERS (2), BENCH_BURST (5000), BENCH_RATE (200 req/s),
 # BENCH_RATE_SECONDS (10), BENCH_HOLD_SECONDS (10: the sustained run that
@@ -28,7 +29,7 @@ ROOT=$PWD
 
 BIN="${LLMGW_BINDIR:-bin}"
 ROUNDS="${BENCH_ROUNDS:-3}"
-DUR="${BENCH_DURATION:-8}"
+DUR="${BENCH_DURATION:-7}"
 WARM="${BENCH_WARMUP:-2}"
 CONNS="${BENCH_CONNECTIONS:-64}"
 THREADS="${BENCH_THREADS:-2}"
@@ -270,20 +271,22 @@ nginx_pids() {
 	printf '%s' "${kids:-$NGX_PID}"
 }
 
-# start_floor TAG UPSTREAM_PORT -> SF_PID, SF_PORT: bin/stack_floor, the
-# cheapest proxy llmgwd's stack allows (libmicrohttpd in front, libcurl
-# multi behind, nothing between), with llmgwd's default threads.
+# start_floor TAG UPSTREAM_PORT FRONT -> FL_PID, FL_PORT: bin/stack_floor
+# with libcurl multi in one worker per core and nothing between it and the
+# client but FRONT: raw (an epoll reader in each worker thread, as llmgwd's
+# own front runs: the cheapest proxy its libraries allow) or mhd
+# (libmicrohttpd with two threads, llmgwd's front until it got its own).
 start_floor() {
-	local tag=$1 up=$2
-	SF_PORT=$(free_ports 1)
-	"$ROOT/$BIN/stack_floor" --listen "$SF_PORT" \
+	local tag=$1 up=$2 front=$3
+	FL_PORT=$(free_ports 1)
+	"$ROOT/$BIN/stack_floor" --listen "$FL_PORT" --front "$front" \
 		--upstream "http://127.0.0.1:$up/api/v1/chat/completions" >"$TMP/floor-$tag.log" 2>&1 &
-	SF_PID=$!
-	PIDS+=("$SF_PID")
-	wait_for "stack_floor ($tag)" 10 "$SF_PID" post_200 "$(floor_url)"
+	FL_PID=$!
+	PIDS+=("$FL_PID")
+	wait_for "stack_floor ($tag)" 10 "$FL_PID" post_200 "$(floor_url "$FL_PORT")"
 }
 
-floor_url() { printf 'http://127.0.0.1:%s/v1/chat/completions' "$SF_PORT"; }
+floor_url() { printf 'http://127.0.0.1:%s/v1/chat/completions' "$1"; }
 
 # write_gw_conf DIR UPSTREAM_PORT LISTEN_PORT: limits far above the load,
 # so what is measured is the gateway, not its limiter or queue bounds.
@@ -499,7 +502,12 @@ FAST_PORT=$FAKE_PORT
 start_nginx "$FAST_PORT"
 FAKE_URL="http://127.0.0.1:$FAST_PORT/api/v1/chat/completions"
 NGX_URL="http://127.0.0.1:$NGX_PORT/api/v1/chat/completions"
-start_floor fast "$FAST_PORT"
+start_floor fast "$FAST_PORT" raw
+SF_PID=$FL_PID
+SF_PORT=$FL_PORT
+start_floor fast-mhd "$FAST_PORT" mhd
+SM_PID=$FL_PID
+SM_PORT=$FL_PORT
 
 # Throughput, ROUNDS times over, interleaved so that a disturbance of the
 # machine hits one round of every run rather than all rounds of one.
@@ -509,8 +517,10 @@ for ((r = 1; r <= ROUNDS; r++)); do
 	# (a) the fake provider alone, (b) through nginx.
 	measure a "(a) fake direct" "$FAKE_URL"
 	measure b "(b) nginx proxy" "$NGX_URL"
-	# (s) the stack floor: llmgwd's HTTP libraries with nothing between.
-	measure s "(s) stack floor" "$(floor_url)"
+	# (s) the stack floor: llmgwd's libraries with nothing between; (m)
+	# the same behind libmicrohttpd.
+	measure s "(s) stack floor" "$(floor_url "$SF_PORT")"
+	measure m "(m) libmicrohttpd floor" "$(floor_url "$SM_PORT")"
 	# (c) llmgwd, cache off: every request through queue, limiter and a
 	# worker to the provider. A fresh daemon per round: a full bucket.
 	start_gw "c$r" "$FAST_PORT" False
@@ -536,7 +546,8 @@ if [ ! -s "$TMP/res-c" ] && [ -s "$TMP/res-c.dry" ]; then
 	NOTE[c]="every round emptied the rpm bucket: limiter-bound, a floor for the gateway. "
 fi
 stop_pid "$SF_PID"
-for k in a b s c d; do pick "$k"; done
+stop_pid "$SM_PID"
+for k in a b s m c d; do pick "$k"; done
 NOTE[c]="${NOTE[c]:-}fresh llmgwd per round"
 if [ "$C_DRY" -gt 0 ]; then NOTE[c]+="; $C_DRY round(s) emptied the bucket and were left out"; fi
 
@@ -627,13 +638,15 @@ hold() {
 	[ -z "${3:-}" ] || HOLD_TICKS=$(($(proc_ticks "$3") - t0))
 }
 burst direct "$SLOW_URL"
-start_floor slow "$SLOW_PORT"
-burst floor "$(floor_url)" "$SF_PID"
+start_floor slow "$SLOW_PORT" raw
+SF_PID=$FL_PID
+SF_PORT=$FL_PORT
+burst floor "$(floor_url "$SF_PORT")" "$SF_PID"
 start_gw burst "$SLOW_PORT" False
 burst gw "$(gw_url)" "$GW_PID"
 stop_pid "$GW_PID"
 hold direct "$SLOW_URL"
-hold floor "$(floor_url)" "$SF_PID"
+hold floor "$(floor_url "$SF_PORT")" "$SF_PID"
 S_TICKS=$HOLD_TICKS
 stop_pid "$SF_PID"
 start_gw hold "$SLOW_PORT" False
@@ -804,7 +817,9 @@ row() {
 RC=$(ratio c)
 RD=$(ratio d)
 RS=$(ratio s)
+RM=$(ratio m)
 RCS=$(ratio c s)
+RCM=$(ratio c m)
 [ "$RD" = n/a ] && RD="n/a (cache not wired)"
 UA_ADD50=$(calc 'sprintf("%.3f", a - b)' "${P50[ug]}" "${P50[ua]}")
 UN_ADD50=$(calc 'sprintf("%.3f", a - b)' "${P50[un]}" "${P50[ua]}")
@@ -813,7 +828,8 @@ TABLE=$(
 	echo "| --- | ---: | ---: | ---: | ---: | ---: | ---: | --- |"
 	row a "(a) fake provider direct"
 	row b "(b) nginx proxy"
-	row s "(s) stack floor: libmicrohttpd + libcurl, nothing between"
+	row s "(s) stack floor: an epoll front in each worker + libcurl, nothing between"
+	row m "(m) libmicrohttpd floor: libmicrohttpd + libcurl, nothing between"
 	row c "(c) llmgw, cache off"
 	row d "(d) llmgw, every request a cache hit"
 )
@@ -868,7 +884,7 @@ echo "wrk -t$THREADS -c$CONNS, ${WARM} s warm-up, ${DUR} s measured, median of $
 echo
 echo "$TABLE"
 echo
-echo "req/s ratios: (c)/(b) = $RC   (d)/(b) = $RD   (s)/(b) = $RS   (c)/(s) = $RCS"
+echo "req/s ratios: (c)/(b) = $RC   (d)/(b) = $RD   (s)/(b) = $RS   (m)/(b) = $RM   (c)/(s) = $RCS   (c)/(m) = $RCM"
 echo
 echo "$OTHER"
 echo
@@ -930,14 +946,19 @@ All processes listen on 127.0.0.1, on ports picked at run time.
 - nginx $(nginx -v 2>&1 | sed 's/.*nginx\///'), the reference hop: generated config, \`daemon off; $NGX_MODE\`,
   \`access_log off\`, \`upstream { server FAKE; keepalive 64; }\`, \`proxy_http_version 1.1\`,
   \`proxy_set_header Connection ""\`.
-- Stack floor (s): \`bin/stack_floor --listen PORT --upstream FAKE_URL\`
-  (\`scripts/bench/stack_floor.c\`): libmicrohttpd in front as llmgwd runs it
-  (epoll, two threads, suspend while upstream), libcurl multi behind it in
-  one worker thread per core (socket action on epoll, kept-alive
-  connections, reused handles, lanes of 256 transfers), and nothing between:
+- Stack floor (s): \`bin/stack_floor --front raw --listen PORT --upstream FAKE_URL\`
+  (\`scripts/bench/stack_floor.c\`): libcurl multi in one worker thread per
+  core (socket action on epoll, kept-alive connections, reused handles,
+  lanes of 256 transfers), and in each worker a bare epoll HTTP/1.1 reader
+  (Content-Length bodies, keep-alive) for the clients, as llmgwd's own front
+  runs in its workers: a request never changes threads. Nothing in between:
   no JSON, queue, limiter, cache, ledger or log. The cheapest proxy llmgwd's
-  stack allows; what separates it from nginx is the stack's, what separates
-  llmgw from it is llmgw's.
+  libraries allow; what separates it from nginx is libcurl's and the
+  machine's, what separates llmgw from it is llmgw's.
+- libmicrohttpd floor (m): \`bin/stack_floor --front mhd ...\`: the same
+  workers behind libmicrohttpd 0.9.75 as llmgwd ran it until it got its own
+  server (epoll thread pool of two, suspend while upstream, resume from the
+  worker). Kept as the measured reason for that change.
 - redis-server: \`--save '' --appendonly no\`.
 - llmgwd: \`[provider.openrouter] rpm = $GW_RPM, burst = $GW_BURST, concurrent = 10000\`
   (rpm and burst at their upper bounds), every \`[queue] *_max = 1000000\`,
@@ -957,7 +978,8 @@ wrk -t$THREADS -c$CONNS -d${WARM}s -s scripts/bench/post.lua URL             # w
 wrk -t$THREADS -c$CONNS -d${DUR}s --latency -s scripts/bench/post.lua URL   # measured
   (a) URL = http://127.0.0.1:FAKE/api/v1/chat/completions
   (b) URL = http://127.0.0.1:NGINX/api/v1/chat/completions
-  (s) URL = http://127.0.0.1:FLOOR/v1/chat/completions   bin/stack_floor
+  (s) URL = http://127.0.0.1:FLOOR/v1/chat/completions   bin/stack_floor --front raw
+  (m) URL = http://127.0.0.1:FLOOR/v1/chat/completions   bin/stack_floor --front mhd
   (c) URL = http://127.0.0.1:LLMGW/v1/chat/completions   fresh llmgwd, cache off, 1 s warm-up
   (d) URL = http://127.0.0.1:LLMGW/v1/chat/completions   cache on, identical requests
 wrk -t1 -c1 -d3s --latency -s scripts/bench/post.lua URL     # unloaded, after a 1 s warm-up
@@ -987,7 +1009,8 @@ Throughput, wrk -t$THREADS -c$CONNS (wrk's latencies: closed loop):
 $TABLE
 
 req/s ratios: **(c)/(b) = $RC**, **(d)/(b) = $RD**; the stack floor
-(s)/(b) = $RS, and llmgw against it, (c)/(s) = $RCS.
+(s)/(b) = $RS, and llmgw against it, (c)/(s) = $RCS; the libmicrohttpd
+floor (m)/(b) = $RM, and llmgw against it, (c)/(m) = $RCM.
 
 Latency, cost per request, LLM-shaped load, start-up:
 
