@@ -231,3 +231,30 @@ test('after all of that the ledger counts exactly the chats that were answered 2
   const s = await (await fetch(`${gw.url}/stats`)).json();
   assert.equal(s.totals.requests, 6);
 });
+
+test('with front threads of its own (http_threads = 2) the same connection handling holds', async () => {
+  const g2 = await startGateway({ providers: { openrouter: { fake, rpm: 6000 } }, order: ['openrouter'],
+    gateway: { http_threads: 2 }, env: { LLM_ENABLE_CACHE: 'False' } });
+  const saved = gw;
+  gw = g2;
+  try {
+    const c = connect();
+    const half = CHAT.slice(0, 7);
+    c.send(`GET /health HTTP/1.1\r\nHost: x\r\n\r\n${post(CHAT)}` +
+      'POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n' +
+      `Transfer-Encoding: chunked\r\n\r\n${half.length.toString(16)}\r\n${half}\r\n`);
+    const rest = CHAT.slice(7);
+    c.send(`${rest.length.toString(16)}\r\n${rest}\r\n0\r\n\r\n`);
+    const rs = await c.responses(3);
+    assert.deepEqual(rs.map((r) => r.status), [200, 200, 200], rs.map((r) => r.body).join('\n'));
+    assert.equal(JSON.parse(rs[2].body).object, 'chat.completion');
+    c.send(`GET /health HTTP/1.1\r\nHost: x\r\nX-Big: ${'a'.repeat(9000)}\r\n\r\n`);
+    const r4 = (await c.responses(4))[3];
+    assert.equal(r4.status, 431);
+    assert.equal(jsonError(r4).code, 'headers_too_large');
+    await c.closed();
+  } finally {
+    gw = saved;
+    await g2.stop();
+  }
+});
