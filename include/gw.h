@@ -58,6 +58,18 @@ static inline int64_t gw_now_us(void)
 	return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
 }
 
+/* The value of a hex digit, or -1. */
+static inline int gw_hex_digit(char ch)
+{
+	if (ch >= '0' && ch <= '9')
+		return ch - '0';
+	if (ch >= 'a' && ch <= 'f')
+		return ch - 'a' + 10;
+	if (ch >= 'A' && ch <= 'F')
+		return ch - 'A' + 10;
+	return -1;
+}
+
 /* Wall-clock seconds since the epoch. */
 static inline int64_t gw_wall_s(void)
 {

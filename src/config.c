@@ -347,17 +347,6 @@ static int sha256_text(const char *s, unsigned char out[SHA256_LEN])
 	return 0;
 }
 
-static int hex_value(char ch)
-{
-	if (ch >= '0' && ch <= '9')
-		return ch - '0';
-	if (ch >= 'a' && ch <= 'f')
-		return ch - 'a' + 10;
-	if (ch >= 'A' && ch <= 'F')
-		return ch - 'A' + 10;
-	return -1;
-}
-
 /*
  * Parses a key hash as the conf file writes it: exactly 64 hex digits, any
  * case (what sha256sum prints). The hash of the empty string is refused:
@@ -370,8 +359,8 @@ static int parse_key_hash(const char *s, unsigned char out[SHA256_LEN], char *wh
 
 	for (size_t i = 0; i < SHA256_LEN; i++) {
 		/* s[2 * i] is checked first, so a short string ends the loop at its NUL */
-		int hi = hex_value(s[2 * i]);
-		int lo = hi < 0 ? -1 : hex_value(s[2 * i + 1]);
+		int hi = gw_hex_digit(s[2 * i]);
+		int lo = hi < 0 ? -1 : gw_hex_digit(s[2 * i + 1]);
 		if (lo < 0)
 			goto bad;
 		h[i] = (unsigned char)(hi << 4 | lo);

@@ -45,6 +45,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "gw.h"
+
 #define HDRS_MAX 64
 #define IN_INITIAL 2048
 #define STREAM_CHUNK (16 * 1024)
@@ -138,13 +140,6 @@ struct gw_http1 {
 static char listen_tag, wake_tag;
 /* The loop the calling thread runs, if any. */
 static __thread struct thread *current_loop;
-
-static int64_t now_us(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
-}
 
 /* ---- buffers ---- */
 
@@ -450,7 +445,7 @@ static bool flush(struct conn *c)
 			conn_close(c);
 			return false;
 		}
-		c->last_us = now_us();
+		c->last_us = gw_now_us();
 		size_t k = (size_t)w, a = c->out_len - c->out_pos;
 		if (k <= a) {
 			c->out_pos += k;
@@ -734,7 +729,7 @@ static int read_some(struct conn *c)
 	ssize_t n = read(c->fd, c->in + c->in_len, c->in_cap - c->in_len);
 	if (n > 0) {
 		c->in_len += (size_t)n;
-		c->last_us = now_us();
+		c->last_us = gw_now_us();
 		return 1;
 	}
 	if (n < 0 && errno == EINTR)
@@ -818,7 +813,7 @@ static void linger(struct conn *c)
 	}
 	shutdown(c->fd, SHUT_WR);
 	c->lingering = true;
-	c->linger_until = now_us() + 2000000;
+	c->linger_until = gw_now_us() + 2000000;
 }
 
 /* Runs the connection until it waits for the socket or for a resume. */
@@ -914,7 +909,7 @@ static void on_resume(struct conn *c)
 	if (c->closed || !c->parked)
 		return;
 	c->parked = false;
-	c->last_us = now_us();
+	c->last_us = gw_now_us();
 	if (c->dead) {
 		conn_close(c);
 		return;
@@ -942,7 +937,7 @@ static void accept_some(struct thread *t)
 				 * rather than spin on a listener that stays readable. */
 				epoll_ctl(t->ep, EPOLL_CTL_DEL, h->lfd, NULL);
 				t->listening = false;
-				t->relisten_us = now_us() + 100000;
+				t->relisten_us = gw_now_us() + 100000;
 			} else if (errno != EAGAIN && errno != EWOULDBLOCK) {
 				/* Quiesced (the listener was shut down). */
 				epoll_ctl(t->ep, EPOLL_CTL_DEL, h->lfd, NULL);
@@ -965,7 +960,7 @@ static void accept_some(struct thread *t)
 		c->fd = fd;
 		atomic_init(&c->refs, 1);
 		atomic_init(&c->queued, false);
-		c->last_us = now_us();
+		c->last_us = gw_now_us();
 		c->next = t->conns;
 		if (t->conns)
 			t->conns->prev = c;
@@ -1046,7 +1041,7 @@ static void loop_pass(struct thread *t, int timeout_ms)
 		run_resumes(c);
 	}
 	bury(t);
-	int64_t now = now_us();
+	int64_t now = gw_now_us();
 	if (!t->listening && now >= t->relisten_us) {
 		struct epoll_event ev = { .events = EPOLLIN | EPOLLEXCLUSIVE, .data.ptr = &listen_tag };
 		t->listening = epoll_ctl(t->ep, EPOLL_CTL_ADD, h->lfd, &ev) == 0;
@@ -1216,17 +1211,6 @@ const char *gw_http1_header(const struct gw_http1_req *r, const char *name)
 	return NULL;
 }
 
-static int hexval(char ch)
-{
-	if (ch >= '0' && ch <= '9')
-		return ch - '0';
-	if (ch >= 'a' && ch <= 'f')
-		return ch - 'a' + 10;
-	if (ch >= 'A' && ch <= 'F')
-		return ch - 'A' + 10;
-	return -1;
-}
-
 const char *gw_http1_arg(const struct gw_http1_req *r, const char *name, char *buf, size_t size)
 {
 	size_t nl = strlen(name);
@@ -1240,9 +1224,9 @@ const char *gw_http1_arg(const struct gw_http1_req *r, const char *name, char *b
 				char ch = *v;
 				if (ch == '+') {
 					ch = ' ';
-				} else if (ch == '%' && end - v > 2 && hexval(v[1]) >= 0 &&
-					   hexval(v[2]) >= 0) {
-					ch = (char)(hexval(v[1]) * 16 + hexval(v[2]));
+				} else if (ch == '%' && end - v > 2 && gw_hex_digit(v[1]) >= 0 &&
+					   gw_hex_digit(v[2]) >= 0) {
+					ch = (char)(gw_hex_digit(v[1]) * 16 + gw_hex_digit(v[2]));
 					v += 2;
 				}
 				if (k + 1 >= size)
