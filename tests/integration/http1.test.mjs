@@ -214,6 +214,7 @@ test('a large answer to a client that stops reading for a while arrives whole', 
   const [rs] = parseResponses(got());
   assert.equal(rs[0].status, 200);
   assert.equal(Number(rs[0].headers['content-length']), full.length);
+  assert.ok(rs[0].body === full.toString(), 'the same bytes as a plain fetch');
   assert.equal(JSON.parse(rs[1].body).status, 'ok');
   s.destroy();
 });
