@@ -333,8 +333,11 @@ static void response_head(struct conn *c, unsigned status, const char *framing)
 		rc = out_printf(c, "Connection: keep-alive\r\n");
 	if (rc == 0)
 		rc = out_add(c, "\r\n", 2);
-	if (rc < 0)
-		c->close_after = true, c->out_len = 0; /* out of memory: drop the connection */
+	if (rc < 0) {
+		/* Out of memory: no answer, the connection is dropped. */
+		c->close_after = true;
+		c->out_len = 0;
+	}
 	if (!keep)
 		c->close_after = true;
 	c->answered = true;
@@ -366,7 +369,7 @@ void gw_http1_respond(struct gw_http1_req *r, unsigned status, char *body, size_
 	char framing[48];
 	snprintf(framing, sizeof(framing), "Content-Length: %zu\r\n", len);
 	response_head(c, status, framing);
-	if (r->head) {
+	if (r->head || c->out_len == 0) { /* HEAD, or no memory for the head */
 		if (owned)
 			free(body);
 		return;
@@ -791,10 +794,12 @@ static bool start_request(struct conn *c)
 	if (c->bmode == BODY_LENGTH && c->body_left > c->req.max_body) {
 		/* Over the bound before a byte is read: answer at once. */
 		c->req.body_too_large = true;
-		if (c->expect_continue || c->body_left > DISCARD_CAP)
-			c->close_after = true, c->body_done = true;
-		else
+		if (c->expect_continue || c->body_left > DISCARD_CAP) {
+			c->close_after = true;
+			c->body_done = true;
+		} else {
 			c->discard = true;
+		}
 	}
 	if (!c->body_done && c->expect_continue && !c->req.body_too_large &&
 	    out_add(c, "HTTP/1.1 100 Continue\r\n\r\n", 25) < 0)

@@ -1022,8 +1022,10 @@ int gw_workers_attach(struct gw_workers *p, const struct gw_worker_guest *g)
 	for (unsigned i = 0; i < p->n; i++) {
 		struct worker *w = &p->w[i];
 		w->guest_fd = g->fd(g->arg, i);
+		if (w->guest_fd < 0)
+			return -EINVAL;
 		struct epoll_event ev = { .events = EPOLLIN, .data.fd = w->guest_fd };
-		if (w->guest_fd < 0 || epoll_ctl(w->epfd, EPOLL_CTL_ADD, w->guest_fd, &ev) < 0)
+		if (epoll_ctl(w->epfd, EPOLL_CTL_ADD, w->guest_fd, &ev) < 0)
 			return -errno;
 	}
 	p->guest = *g;
