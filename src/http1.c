@@ -1,24 +1,27 @@
 /*
  * http1.c - the HTTP/1.1 server under the front. See http1.h.
  *
- * Each thread runs one epoll set holding the shared listening socket
+ * Each loop (a thread of its own, or run by a worker thread with
+ * .external) has one epoll set holding the shared listening socket
  * (EPOLLEXCLUSIVE, so one thread wakes per connection), its own eventfd
  * for resumes, and its connections, registered once, edge-triggered, for
  * reading and writing: serving a request costs no epoll_ctl at all.
  *
- * A connection runs one request at a time through these steps, driven by
- * advance() after every event:
+ * A connection runs one request at a time through the steps of enum
+ * conn_state, driven by advance() after every event:
  *
- *   head     bytes are read until the blank line that ends the headers;
- *            the request line and headers are split in place in the input
- *            buffer (which does not move while the request lives)
- *   headers  on_headers: the handler answers now, or sets max_body
- *   body     Content-Length or chunked bytes are copied out (or dropped
- *            after an early answer, or past max_body)
- *   handler  on_body; the handler answers, or parks the request until
- *            gw_http1_resume brings it back (on_resume)
- *   written  the response is sent (a stream pulls its reader until the
- *            end); on_done; the input left over is the next request
+ *   CONN_HEAD     bytes are read until the blank line that ends the headers;
+ *                 the request line and headers are split in place in the
+ *                 input buffer (which does not move while the request lives)
+ *   CONN_BODY     on_headers ran and set max_body (or answered: CONN_ANSWER;
+ *                 or parked: CONN_HANDLER); the body's bytes are copied out
+ *   CONN_HANDLER  on_body ran: the handler answers, or parks the request
+ *                 until gw_http1_resume brings it back (on_resume)
+ *   CONN_ANSWER   the answer is written (a stream pulls its reader to the
+ *                 end) and the rest of a body nobody reads is dropped; then
+ *                 on_done, and the input left over is the next request
+ *   CONN_LINGER   after an answer that closes: shut for writing, what the
+ *                 client still sends is drained for up to two seconds
  *
  * A parked connection is left alone: its socket events only note an
  * error, acted on when it is resumed, so a resume never finds it freed.
@@ -55,6 +58,17 @@
 #define DISCARD_CAP (8u << 20)
 #define ACCEPT_BATCH 64
 
+/* A connection's step: reading this enum tells its whole life. */
+enum conn_state {
+	CONN_HEAD,    /* reading a request line and headers (also between requests) */
+	CONN_BODY,    /* on_headers ran: reading the body the handler will get */
+	CONN_HANDLER, /* the handler has the request: it answers, or parks it */
+	CONN_ANSWER,  /* an answer is queued: writing it (pulling a stream), and
+		       * dropping the rest of a body nobody reads */
+	CONN_LINGER,  /* answered and shut for writing: input drained, then closed */
+	CONN_CLOSED,  /* the memory goes with the last reference */
+};
+
 enum body_mode { BODY_NONE, BODY_LENGTH, BODY_CHUNKED };
 enum chunk_step { CH_SIZE, CH_DATA, CH_DATA_END, CH_TRAILER };
 
@@ -73,7 +87,7 @@ struct conn {
 	struct conn *inbox_next;
 	struct conn *prev, *next; /* the thread's connections */
 	int64_t last_us;          /* last progress, for the idle timeout */
-	bool closed;
+	enum conn_state state;
 
 	/* Input: the request head stays at in[0..head_len) while it lives. */
 	char *in;
@@ -83,14 +97,12 @@ struct conn {
 	bool http10, keep_alive, expect_continue, eof;
 
 	/* The request. */
-	bool active;     /* a request head was read; the request is not over */
-	bool seen;       /* on_headers ran: on_done is owed */
-	bool delivered;  /* on_body ran */
-	bool answered;
-	bool lingering;  /* answered and shut down: drain what the client still sends */
+	bool seen;         /* on_headers ran: on_done is owed */
+	bool want_park;    /* the handler asked to park in this callback */
+	bool parked;       /* waits for gw_http1_resume; socket events only noted */
+	bool dead;         /* the socket failed while parked */
+	bool close_after;  /* close once the answer is out */
 	int64_t linger_until;
-	bool want_park, parked, dead;
-	bool close_after;
 	enum body_mode bmode;
 	bool body_done, discard;
 	uint64_t body_left; /* Content-Length bytes, or the current chunk's */
@@ -218,7 +230,7 @@ static void request_over(struct conn *c)
 	if (c->seen && h->o.on_done)
 		h->o.on_done(h->o.arg, &c->req);
 	c->seen = false;
-	c->active = false;
+	c->state = CONN_HEAD;
 	free(c->req.body);
 	if (c->obody_owned)
 		free((void *)c->obody);
@@ -230,7 +242,7 @@ static void request_over(struct conn *c)
 	c->xhdr_len = 0;
 	c->reader = NULL;
 	c->stream_chunked = c->stream_done = false;
-	c->answered = c->delivered = c->want_park = c->parked = false;
+	c->want_park = c->parked = false;
 	c->bmode = BODY_NONE;
 	c->body_done = c->discard = false;
 	c->body_left = 0;
@@ -240,11 +252,11 @@ static void request_over(struct conn *c)
 
 static void conn_close(struct conn *c)
 {
-	if (c->closed)
+	if (c->state == CONN_CLOSED)
 		return;
 	struct thread *t = c->t;
-	c->closed = true;
 	request_over(c);
+	c->state = CONN_CLOSED;
 	close(c->fd);
 	if (c->prev)
 		c->prev->next = c->next;
@@ -340,7 +352,7 @@ static void response_head(struct conn *c, unsigned status, const char *framing)
 	}
 	if (!keep)
 		c->close_after = true;
-	c->answered = true;
+	c->state = CONN_ANSWER;
 }
 
 void gw_http1_add_header(struct gw_http1_req *r, const char *name, const char *value)
@@ -361,7 +373,7 @@ void gw_http1_add_header(struct gw_http1_req *r, const char *name, const char *v
 void gw_http1_respond(struct gw_http1_req *r, unsigned status, char *body, size_t len, bool owned)
 {
 	struct conn *c = (struct conn *)r;
-	if (c->answered) {
+	if (c->state >= CONN_ANSWER) {
 		if (owned)
 			free(body);
 		return;
@@ -382,7 +394,7 @@ void gw_http1_respond(struct gw_http1_req *r, unsigned status, char *body, size_
 void gw_http1_stream(struct gw_http1_req *r, unsigned status, gw_http1_reader reader)
 {
 	struct conn *c = (struct conn *)r;
-	if (c->answered)
+	if (c->state >= CONN_ANSWER)
 		return;
 	/* HTTP/1.0 has no chunks: the stream ends when the connection does. */
 	c->stream_chunked = !c->http10;
@@ -492,7 +504,6 @@ static void protocol_error(struct conn *c, unsigned status, const char *msg)
 	struct gw_http1 *h = c->t->h;
 	size_t len = 0;
 	char *body = h->o.error_body ? h->o.error_body(h->o.arg, status, msg, &len) : NULL;
-	c->active = true;
 	c->body_done = true;
 	c->close_after = true;
 	c->xhdr_len = 0;
@@ -711,7 +722,7 @@ static int body_step(struct conn *c)
 
 static void after_callback(struct conn *c)
 {
-	if (c->want_park && !c->answered)
+	if (c->want_park && c->state < CONN_ANSWER)
 		c->parked = true;
 	c->want_park = false;
 }
@@ -722,7 +733,7 @@ static int read_some(struct conn *c)
 	if (c->in_len == c->in_cap) {
 		/* The buffer moves only while no request points into it; a head
 		 * that fills it is over max_header_bytes and refused before. */
-		if (c->active || c->in_cap >= c->t->h->o.max_header_bytes + IN_INITIAL)
+		if (c->state != CONN_HEAD || c->in_cap >= c->t->h->o.max_header_bytes + IN_INITIAL)
 			return 0;
 		if (reserve(&c->in, &c->in_cap, c->in_cap ? c->in_cap * 2 : IN_INITIAL) < 0) {
 			conn_close(c);
@@ -739,12 +750,14 @@ static int read_some(struct conn *c)
 		return 1;
 	if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
 		return 0;
-	/* End of input: finish an answered or waiting request, then close. */
+	/* End of input: a request not read whole is lost; one the handler has
+	 * gets its answer out, then the connection closes. */
 	c->eof = true;
-	if (!c->active || !c->body_done) {
+	if (c->state == CONN_HEAD || c->state == CONN_BODY) {
 		conn_close(c);
 		return -1;
 	}
+	c->body_done = true;
 	c->close_after = true;
 	return 0;
 }
@@ -785,11 +798,13 @@ static bool start_request(struct conn *c)
 		protocol_error(c, st, msg);
 		return true;
 	}
-	c->active = true;
+	c->state = CONN_BODY;
 	c->seen = true;
 	h->o.on_headers(h->o.arg, &c->req);
 	after_callback(c);
-	if (c->closed || c->answered || c->parked)
+	if (c->parked && c->state == CONN_BODY)
+		c->state = CONN_HANDLER; /* the body waits until the handler answers */
+	if (c->state != CONN_BODY)
 		return true;
 	if (c->bmode == BODY_LENGTH && c->body_left > c->req.max_body) {
 		/* Over the bound before a byte is read: answer at once. */
@@ -817,84 +832,109 @@ static void linger(struct conn *c)
 		return;
 	}
 	shutdown(c->fd, SHUT_WR);
-	c->lingering = true;
+	c->state = CONN_LINGER;
 	c->linger_until = gw_now_us() + 2000000;
+}
+
+/* Drops what a lingering connection still receives. False: wait. */
+static bool drain(struct conn *c)
+{
+	char sink[4096];
+	ssize_t n = read(c->fd, sink, sizeof(sink));
+	if (n > 0 || (n < 0 && errno == EINTR))
+		return true;
+	if (n == 0 || (errno != EAGAIN && errno != EWOULDBLOCK))
+		conn_close(c);
+	return false;
+}
+
+/* The answer is written: on_done, then the next request or the close. */
+static void finish_request(struct conn *c)
+{
+	bool close_now = c->close_after;
+	request_over(c);
+	if (close_now) {
+		linger(c);
+		return;
+	}
+	size_t rest = c->in_len - c->in_pos;
+	memmove(c->in, c->in + c->in_pos, rest);
+	c->in_len = rest;
+	c->in_pos = c->head_len = 0;
+}
+
+/* Body bytes in the buffer, for the handler (CONN_BODY) or dropped
+ * (CONN_ANSWER). True when something happened. */
+static bool read_body(struct conn *c)
+{
+	struct gw_http1 *h = c->t->h;
+	size_t before = c->in_pos;
+	if (body_step(c) < 0) {
+		if (c->state == CONN_BODY && !c->req.body_too_large) {
+			protocol_error(c, 400, "malformed chunked body");
+			return true;
+		}
+		c->close_after = true;
+		c->body_done = true;
+	}
+	if (c->body_done && c->state == CONN_BODY) {
+		c->state = CONN_HANDLER;
+		h->o.on_body(h->o.arg, &c->req);
+		after_callback(c);
+		return true;
+	}
+	return c->body_done || c->in_pos != before;
 }
 
 /* Runs the connection until it waits for the socket or for a resume. */
 static void advance(struct conn *c)
 {
-	struct gw_http1 *h = c->t->h;
 	conn_ref(c);
-	while (!c->closed && !c->parked) {
+	while (c->state != CONN_CLOSED && !c->parked) {
 		if ((c->out_pos < c->out_len || c->obody_pos < c->obody_len) && !flush(c))
 			break;
-		if (c->reader && !c->stream_done) {
-			if (!pull_stream(c))
-				break;
+		bool progress;
+		switch (c->state) {
+		case CONN_LINGER:
+			progress = drain(c);
+			if (!progress)
+				goto out;
 			continue;
-		}
-		if (c->lingering) {
-			char sink[4096];
-			ssize_t n = read(c->fd, sink, sizeof(sink));
-			if (n > 0 || (n < 0 && errno == EINTR))
+		case CONN_ANSWER:
+			if (c->reader && !c->stream_done) {
+				if (!pull_stream(c))
+					goto out;
 				continue;
-			if (n == 0 || (errno != EAGAIN && errno != EWOULDBLOCK))
-				conn_close(c);
+			}
+			if (c->body_done) {
+				finish_request(c);
+				continue;
+			}
+			progress = read_body(c);
 			break;
-		}
-		if (c->active && c->answered && c->body_done) {
-			/* Written: the request is over. */
-			bool close_now = c->close_after;
-			request_over(c);
-			if (close_now) {
-				linger(c);
-				continue;
-			}
-			size_t rest = c->in_len - c->in_pos;
-			memmove(c->in, c->in + c->in_pos, rest);
-			c->in_len = rest;
-			c->in_pos = c->head_len = 0;
-			continue;
-		}
-		if (!c->active) {
-			if (start_request(c))
-				continue;
-		} else if (!c->body_done) {
-			size_t before = c->in_pos;
-			if (body_step(c) < 0) {
-				if (c->answered || c->req.body_too_large) {
-					c->close_after = true;
-					c->body_done = true;
-				} else {
-					protocol_error(c, 400, "malformed chunked body");
-				}
-				continue;
-			}
-			if (c->body_done || c->in_pos != before)
-				continue;
-		} else if (!c->answered && !c->delivered) {
-			c->delivered = true;
-			h->o.on_body(h->o.arg, &c->req);
-			after_callback(c);
-			continue;
-		} else if (!c->answered) {
-			/* The handler neither answered nor parked: a bug, not a hang. */
+		case CONN_HANDLER:
+			/* Neither answered nor parked: a bug, not a hang. */
 			protocol_error(c, 500, "the request was not answered");
 			continue;
-		} else {
+		case CONN_BODY:
+			progress = read_body(c);
 			break;
+		case CONN_HEAD:
+			progress = start_request(c);
+			break;
+		default:
+			goto out;
 		}
-		int r = read_some(c);
-		if (r <= 0)
+		if (!progress && read_some(c) <= 0)
 			break;
 	}
+out:
 	conn_unref(c);
 }
 
 static void on_conn_event(struct conn *c, uint32_t ev)
 {
-	if (c->closed)
+	if (c->state == CONN_CLOSED)
 		return;
 	if (c->parked) {
 		if (ev & (EPOLLERR | EPOLLHUP))
@@ -911,7 +951,7 @@ static void on_conn_event(struct conn *c, uint32_t ev)
 static void on_resume(struct conn *c)
 {
 	struct gw_http1 *h = c->t->h;
-	if (c->closed || !c->parked)
+	if (c->state == CONN_CLOSED || !c->parked)
 		return;
 	c->parked = false;
 	c->last_us = gw_now_us();
@@ -919,7 +959,7 @@ static void on_resume(struct conn *c)
 		conn_close(c);
 		return;
 	}
-	if (!c->reader) {
+	if (c->state == CONN_HANDLER) {
 		h->o.on_resume(h->o.arg, &c->req);
 		after_callback(c);
 	}
@@ -1008,7 +1048,7 @@ static void sweep_idle(struct thread *t, int64_t now)
 					       : INT64_MAX;
 	for (struct conn *c = t->conns, *next; c; c = next) {
 		next = c->next;
-		if ((c->lingering && now > c->linger_until) ||
+		if ((c->state == CONN_LINGER && now > c->linger_until) ||
 		    (!c->parked && now - c->last_us > limit))
 			conn_close(c);
 	}
