@@ -95,6 +95,10 @@ struct conn {
 	struct hdr hdrs[HDRS_MAX];
 	unsigned nhdrs;
 	bool http10, keep_alive, expect_continue, eof;
+	/* The socket may hold unread bytes: false after a short read, true
+	 * again on the next event (edge-triggered: new bytes bring one). This
+	 * spares the read that would only say EAGAIN after each request. */
+	bool readable;
 
 	/* The request. */
 	bool seen;         /* on_headers ran: on_done is owed */
@@ -740,16 +744,22 @@ static int read_some(struct conn *c)
 			return -1;
 		}
 	}
-	ssize_t n = read(c->fd, c->in + c->in_len, c->in_cap - c->in_len);
+	if (!c->readable)
+		return 0;
+	size_t room = c->in_cap - c->in_len;
+	ssize_t n = read(c->fd, c->in + c->in_len, room);
 	if (n > 0) {
 		c->in_len += (size_t)n;
 		c->last_us = gw_now_us();
+		c->readable = (size_t)n == room;
 		return 1;
 	}
 	if (n < 0 && errno == EINTR)
 		return 1;
-	if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+	if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+		c->readable = false;
 		return 0;
+	}
 	/* End of input: a request not read whole is lost; one the handler has
 	 * gets its answer out, then the connection closes. */
 	c->eof = true;
@@ -936,6 +946,8 @@ static void on_conn_event(struct conn *c, uint32_t ev)
 {
 	if (c->state == CONN_CLOSED)
 		return;
+	if (ev & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR))
+		c->readable = true;
 	if (c->parked) {
 		if (ev & (EPOLLERR | EPOLLHUP))
 			c->dead = true;
@@ -1003,6 +1015,7 @@ static void accept_some(struct thread *t)
 		setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 		c->t = t;
 		c->fd = fd;
+		c->readable = true;
 		atomic_init(&c->refs, 1);
 		atomic_init(&c->queued, false);
 		c->last_us = gw_now_us();
