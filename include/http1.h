@@ -75,9 +75,11 @@ struct gw_http1_opts {
 	 * Called once for every request on_headers saw. */
 	void (*on_done)(void *arg, struct gw_http1_req *r);
 	/* A request the server cannot read: the error body to send (malloc'd,
-	 * JSON), for status 400, 408, 413, 431, 501 or 505. */
+	 * JSON; the server frees it), for status 400, 413, 431, 500 (a handler
+	 * that neither answered nor parked), 501 or 505. */
 	char *(*error_body)(void *arg, unsigned status, const char *message, size_t *len);
-	/* Runs on each loop pass of each thread (the watchdog's beat). */
+	/* Runs on each loop pass of each thread of its own (the watchdog's
+	 * beat); not with .external, whose caller has its own. */
 	void (*on_pass)(void *arg, unsigned thread);
 };
 
