@@ -17,7 +17,7 @@
  * ("text/html; charset=utf-8"), "/dashboard/chart.js" the chart library
  * ("application/javascript; charset=utf-8"). On success sets *body, *len
  * and *content_type and returns 0; the bytes are static and read-only (a
- * response may point at them, MHD_RESPMEM_PERSISTENT, and nothing is
+ * answer may point at them without a copy (not owned), and nothing is
  * freed). Any other path returns -ENOENT and leaves the outputs alone.
  * Thread-safe; never blocks.
  */
