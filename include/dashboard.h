@@ -16,9 +16,9 @@
  * Looks up an asset by URL path (no query string): "/dashboard" is the page
  * ("text/html; charset=utf-8"), "/dashboard/chart.js" the chart library
  * ("application/javascript; charset=utf-8"). On success sets *body, *len
- * and *content_type and returns 0; the bytes are static and read-only (a
- * answer may point at them without a copy (not owned), and nothing is
- * freed). Any other path returns -ENOENT and leaves the outputs alone.
+ * and *content_type and returns 0; the bytes are static and read-only (an
+ * answer may point at them without copying or owning them, and nothing
+ * is freed). Any other path returns -ENOENT and leaves the outputs alone.
  * Thread-safe; never blocks.
  */
 int gw_dashboard_asset(const char *path, const char **body, size_t *len,
