@@ -131,17 +131,20 @@ static void answer_headers(struct conn *c, const char *ctype, const char *reques
 		gw_http1_add_header(c->r, "X-Request-Id", request_id);
 }
 
-/* Answers with body (taken: the server frees it; NULL for none). */
-static int send_body(struct conn *c, unsigned status, char *body, size_t len, const char *ctype,
-		     const char *request_id)
+/*
+ * Answers with body (taken: the server frees it; NULL for none). The
+ * answer_* functions below answer or, out of memory, leave the request
+ * unanswered: the server then answers 500 (http1.h).
+ */
+static void send_body(struct conn *c, unsigned status, char *body, size_t len, const char *ctype,
+		      const char *request_id)
 {
 	c->state = CONN_ANSWERED;
 	answer_headers(c, ctype, request_id);
 	gw_http1_respond(c->r, status, body, body ? len : 0, body != NULL);
-	return 0;
 }
 
-static int send_error(struct conn *c, const struct gw_error *err, const char *request_id)
+static void send_error(struct conn *c, const struct gw_error *err, const char *request_id)
 {
 	size_t len = 0;
 	char *body = gw_error_body(err, &len);
@@ -155,16 +158,15 @@ static int send_error(struct conn *c, const struct gw_error *err, const char *re
 	if (err->status == 405)
 		gw_http1_add_header(c->r, "Allow", c->route == ROUTE_CHAT ? "POST" : "GET, HEAD");
 	gw_http1_respond(c->r, (unsigned)err->status, body, body ? len : 0, body != NULL);
-	return 0;
 }
 
-static int send_json(struct conn *c, unsigned status, json_t *root)
+static void send_json(struct conn *c, unsigned status, json_t *root)
 {
 	char *s = root ? json_dumps(root, JSON_COMPACT) : NULL;
 	json_decref(root);
 	if (!s)
-		return -1;
-	return send_body(c, status, s, strlen(s), "application/json", NULL);
+		return;
+	send_body(c, status, s, strlen(s), "application/json", NULL);
 }
 
 static enum route route_of(const char *url)
@@ -190,7 +192,7 @@ static enum route route_of(const char *url)
 
 /* Liveness: 503 "stuck" while one of the daemon's loops (a worker, the
  * scheduler, the Redis client) has not run for GW_BEAT_STUCK_US. */
-static int answer_health(struct conn *c)
+static void answer_health(struct conn *c)
 {
 	struct gw_front *f = c->f;
 	int64_t now = gw_now_us(), up = (now - f->started_us) / 1000000, silent;
@@ -205,12 +207,13 @@ static int answer_health(struct conn *c)
 		json_object_set_new(body, "status", json_string("stuck"));
 		json_object_set_new(body, "stuck_loop", json_string(loop));
 		json_object_set_new(body, "silent_ms", json_integer((json_int_t)(silent / 1000)));
-		return send_json(c, 503, body);
+		send_json(c, 503, body);
+		return;
 	}
-	return send_json(c, 200, body);
+	send_json(c, 200, body);
 }
 
-static int answer_ready(struct conn *c)
+static void answer_ready(struct conn *c)
 {
 	struct gw_front *f = c->f;
 	struct gw_sched_snapshot snap;
@@ -231,14 +234,13 @@ static int answer_ready(struct conn *c)
 	const char *redis = f->p->cache && c->conf->cache_enabled
 				    ? gw_cache_state_name(gw_cache_state(f->p->cache))
 				    : "disabled";
-	return send_json(c, ready ? 200 : 503,
-			 json_pack("{s:b, s:o, s:s}", "ready", ready, "providers", provs, "redis",
-				   redis));
+	send_json(c, ready ? 200 : 503,
+		  json_pack("{s:b, s:o, s:s}", "ready", ready, "providers", provs, "redis", redis));
 }
 
 /* /stats (JSON, or CSV with ?format=csv) and /metrics, from the ledger
  * and a snapshot of the scheduler. */
-static int answer_stats(struct conn *c)
+static void answer_stats(struct conn *c)
 {
 	struct gw_front *f = c->f;
 	struct gw_sched_snapshot snap;
@@ -258,14 +260,15 @@ static int answer_stats(struct conn *c)
 		struct gw_error err;
 		gw_error_set(&err, 400, "invalid_request_error", "invalid_format", "format",
 			     "format must be json or csv; got '%.32s'", fmt);
-		return send_error(c, &err, NULL);
+		send_error(c, &err, NULL);
+		return;
 	} else {
 		body = gw_stats_json(f->p->ledger, c->conf, &snap, up);
 		ctype = "application/json";
 	}
 	if (!body)
-		return -1;
-	return send_body(c, 200, body, strlen(body), ctype, NULL);
+		return;
+	send_body(c, 200, body, strlen(body), ctype, NULL);
 }
 
 
@@ -275,12 +278,12 @@ static int answer_stats(struct conn *c)
  * it is served without a key: a browser cannot send a Bearer header when
  * it opens a page.
  */
-static int answer_dashboard(struct conn *c, const char *url)
+static void answer_dashboard(struct conn *c, const char *url)
 {
 	const char *body, *ctype;
 	size_t len;
 	if (gw_dashboard_asset(url, &body, &len, &ctype) < 0)
-		return -1;
+		return;
 	bool page = strcmp(url, "/dashboard") == 0;
 	gw_http1_add_header(c->r, "Content-Type", ctype);
 	gw_http1_add_header(c->r, "Cache-Control", page ? "no-cache" : "public, max-age=86400");
@@ -289,10 +292,9 @@ static int answer_dashboard(struct conn *c, const char *url)
 		gw_http1_add_header(c->r, "Content-Security-Policy", GW_DASHBOARD_CSP);
 	c->state = CONN_ANSWERED;
 	gw_http1_respond(c->r, 200, (char *)body, len, false);
-	return 0;
 }
 
-static int answer_models(struct conn *c)
+static void answer_models(struct conn *c)
 {
 	const struct gw_config *conf = c->conf;
 	json_t *data = json_array();
@@ -306,7 +308,7 @@ static int answer_models(struct conn *c)
 		json_array_append_new(data, json_pack("{s:s, s:s, s:i, s:s}", "id", m->name, "object",
 						      "model", "created", 0, "owned_by", "llmgw"));
 	}
-	return send_json(c, 200, json_pack("{s:s, s:o}", "object", "list", "data", data));
+	send_json(c, 200, json_pack("{s:s, s:o}", "object", "list", "data", data));
 }
 
 /* job->wake: runs with job->lock held, on whatever thread. */
@@ -359,7 +361,7 @@ static void add_job_headers(struct conn *c, const struct gw_job *job)
 	gw_http1_add_header(c->r, "X-Queue-Ms", num);
 }
 
-static int answer_stream(struct conn *c)
+static void answer_stream(struct conn *c)
 {
 	struct gw_job *job = c->job;
 	c->state = CONN_STREAMING;
@@ -369,10 +371,9 @@ static int answer_stream(struct conn *c)
 	gw_http1_add_header(c->r, "X-Request-Id", job->id);
 	add_job_headers(c, job);
 	gw_http1_stream(c->r, 200, stream_reader);
-	return 0;
 }
 
-static int answer_job(struct conn *c)
+static void answer_job(struct conn *c)
 {
 	struct gw_job *job = c->job;
 	char *body = job->body;
@@ -395,7 +396,6 @@ static int answer_job(struct conn *c)
 	if (job->no_retry)
 		gw_http1_add_header(c->r, "x-should-retry", "false");
 	gw_http1_respond(c->r, (unsigned)job->status, body, body ? len : 0, body != NULL);
-	return 0;
 }
 
 static void new_request_id(struct gw_front *f, char out[GW_REQUEST_ID_MAX + 1])
@@ -522,7 +522,7 @@ static void run_job(struct conn *c)
 }
 
 /* X-Async: record the job in Redis, answer 202 at once, run it detached. */
-static int accept_async(struct conn *c)
+static void accept_async(struct conn *c)
 {
 	struct gw_front *f = c->f;
 	struct gw_job *job = c->job;
@@ -530,14 +530,16 @@ static int accept_async(struct conn *c)
 	if (job->chat.stream) {
 		gw_error_set(&err, 400, "invalid_request_error", "invalid_header", "X-Async",
 			     "X-Async cannot be combined with \"stream\": true");
-		return send_error(c, &err, job->id);
+		send_error(c, &err, job->id);
+		return;
 	}
 	if (gw_cache_state(f->p->cache) != GW_CACHE_UP) {
 		gw_error_set(&err, 503, "service_unavailable", "async_unavailable", "X-Async",
 			     "async requests keep their results in Redis, which is unreachable; "
 			     "retry, or send the request without X-Async");
 		err.retry_after_s = 5;
-		return send_error(c, &err, job->id);
+		send_error(c, &err, job->id);
+		return;
 	}
 	job->is_async = true;
 	gw_async_new_id(job->async_id);
@@ -551,7 +553,6 @@ static int accept_async(struct conn *c)
 	gw_http1_add_header(c->r, "Location", loc);
 	gw_http1_respond(c->r, 202, body, body ? len : 0, body != NULL);
 	run_job(c);
-	return 0;
 }
 
 /* GET /v1/requests/{id}: the record arrives on the cache thread. */
@@ -565,20 +566,22 @@ static void on_async_record(void *arg, enum gw_cache_result r, char *value, size
 	gw_http1_resume(c->r);
 }
 
-static int start_async_lookup(struct conn *c, const char *url)
+static void start_async_lookup(struct conn *c, const char *url)
 {
 	struct gw_error err;
 	const char *id = url + strlen("/v1/requests/");
 	if (!gw_async_id_valid(id)) {
 		gw_error_set(&err, 404, "invalid_request_error", "not_found", NULL,
 			     "no async request %.64s (unknown or expired)", id);
-		return send_error(c, &err, NULL);
+		send_error(c, &err, NULL);
+		return;
 	}
 	if (gw_cache_state(c->f->p->cache) != GW_CACHE_UP) {
 		gw_error_set(&err, 503, "service_unavailable", "async_unavailable", NULL,
 			     "async results live in Redis, which is unreachable; retry");
 		err.retry_after_s = 5;
-		return send_error(c, &err, NULL);
+		send_error(c, &err, NULL);
+		return;
 	}
 	snprintf(c->async_id, sizeof(c->async_id), "%s", id);
 	char key[128];
@@ -586,10 +589,9 @@ static int start_async_lookup(struct conn *c, const char *url)
 	c->state = CONN_LOOKUP;
 	gw_http1_park(c->r);
 	gw_cache_get(c->f->p->cache, key, on_async_record, c);
-	return 0;
 }
 
-static int answer_async_lookup(struct conn *c)
+static void answer_async_lookup(struct conn *c)
 {
 	struct gw_error err;
 	struct gw_async_record ar;
@@ -597,13 +599,15 @@ static int answer_async_lookup(struct conn *c)
 		gw_error_set(&err, 503, "service_unavailable", "async_unavailable", NULL,
 			     "async results live in Redis, which is unreachable; retry");
 		err.retry_after_s = 5;
-		return send_error(c, &err, NULL);
+		send_error(c, &err, NULL);
+		return;
 	}
 	if (c->lookup_r != GW_CACHE_HIT ||
 	    gw_async_parse(c->lookup_value, c->lookup_len, &ar) < 0) {
 		gw_error_set(&err, 404, "invalid_request_error", "not_found", NULL,
 			     "no async request %s (unknown or expired)", c->async_id);
-		return send_error(c, &err, NULL);
+		send_error(c, &err, NULL);
+		return;
 	}
 	if (ar.done) {
 		send_body(c, (unsigned)ar.http_status, ar.body, ar.body_len, "application/json",
@@ -615,17 +619,18 @@ static int answer_async_lookup(struct conn *c)
 		send_body(c, 202, body, len, "application/json", NULL);
 	}
 	gw_async_record_free(&ar);
-	return 0;
 }
 
 /* The body is complete: parse it, look in the cache or queue the job, park. */
-static int submit_chat(struct conn *c)
+static void submit_chat(struct conn *c)
 {
 	struct gw_job *job = c->job;
 	struct gw_http1_req *r = c->r;
 	struct gw_error err;
-	if (gw_chat_parse(r->body ? r->body : "", r->body_len, &job->chat, &err) < 0)
-		return send_error(c, &err, job->id);
+	if (gw_chat_parse(r->body ? r->body : "", r->body_len, &job->chat, &err) < 0) {
+		send_error(c, &err, job->id);
+		return;
+	}
 	job->prompt_chars = r->body_len;
 	/* Kept: an upstream that takes the request as sent gets these bytes. */
 	job->chat.raw = r->body;
@@ -635,11 +640,13 @@ static int submit_chat(struct conn *c)
 		const struct gw_service_conf *svc = gw_config_service(c->conf, job->service);
 		const char *m = svc && svc->model ? svc->model : c->conf->default_model;
 		if (gw_chat_set_model(&job->chat, m) < 0)
-			return -1;
+			return;
 	}
 	job->wake = conn_resume;
-	if (c->async)
-		return accept_async(c);
+	if (c->async) {
+		accept_async(c);
+		return;
+	}
 	pthread_mutex_lock(&job->lock);
 	job->conn = c;
 	pthread_mutex_unlock(&job->lock);
@@ -647,7 +654,6 @@ static int submit_chat(struct conn *c)
 	/* Park first: the job may finish on another thread right away. */
 	conn_suspend(c);
 	run_job(c);
-	return 0;
 }
 
 /* Request line and headers are in: route and check; answer GETs at once. */
