@@ -901,11 +901,11 @@ static void *worker_main(void *arg)
 	gw_log_access_batch(true);
 	struct gw_beat *beat = gw_beat_register("worker", w->index);
 	while (!stop) {
-		gw_beat_touch(beat);
+		int64_t now = gw_now_us();
+		gw_beat_touch_at(beat, now);
 		/* An idle worker still wakes once a beat interval, so a silent
 		 * beat means a stuck loop (beat.h). */
 		int timeout = (int)(GW_BEAT_INTERVAL_US / 1000);
-		int64_t now = gw_now_us();
 		for (unsigned i = 0; i < w->n_lanes; i++) {
 			int64_t at = w->lanes[i].timer_at_us;
 			if (at < 0)
