@@ -344,9 +344,9 @@ static void response_head(struct conn *c, unsigned status, const char *framing)
 	if (rc == 0)
 		rc = out_add(c, framing, strlen(framing));
 	if (rc == 0 && !keep)
-		rc = out_printf(c, "Connection: close\r\n");
+		rc = out_add(c, "Connection: close\r\n", 19);
 	else if (rc == 0 && c->http10)
-		rc = out_printf(c, "Connection: keep-alive\r\n");
+		rc = out_add(c, "Connection: keep-alive\r\n", 24);
 	if (rc == 0)
 		rc = out_add(c, "\r\n", 2);
 	if (rc < 0) {
