@@ -35,7 +35,6 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <pthread.h>
-#include <stdarg.h>
 #include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -183,18 +182,19 @@ static int out_add(struct conn *c, const void *p, size_t n)
 	return 0;
 }
 
-static int out_printf(struct conn *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-
-static int out_printf(struct conn *c, const char *fmt, ...)
+/* "%zx\r\n" of a chunk's size. */
+static int out_chunk_size(struct conn *c, size_t n)
 {
-	char tmp[256];
-	va_list ap;
-	va_start(ap, fmt);
-	int n = vsnprintf(tmp, sizeof(tmp), fmt, ap);
-	va_end(ap);
-	if (n < 0 || (size_t)n >= sizeof(tmp))
-		return -1;
-	return out_add(c, tmp, (size_t)n);
+	static const char hex[] = "0123456789abcdef";
+	char tmp[2 * sizeof(size_t) + 2];
+	size_t i = sizeof(tmp) - 2;
+	tmp[i] = '\r';
+	tmp[i + 1] = '\n';
+	do {
+		tmp[--i] = hex[n & 15];
+		n >>= 4;
+	} while (n);
+	return out_add(c, tmp + i, sizeof(tmp) - i);
 }
 
 /* ---- connection life ---- */
@@ -337,8 +337,23 @@ static void response_head(struct conn *c, unsigned status, const char *framing)
 {
 	early_answer(c);
 	bool keep = c->keep_alive && !c->close_after;
-	int rc = out_printf(c, "HTTP/1.1 %u %s\r\nDate: %s\r\n", status, reason(status),
-			    date_now(c->t));
+	/* Assembled without printf: it runs once per answer. */
+	char line[96];
+	const char *why = reason(status);
+	size_t wl = strlen(why);
+	memcpy(line, "HTTP/1.1 ", 9);
+	size_t n = 9 + gw_fmt_u64(line + 9, status);
+	line[n++] = ' ';
+	memcpy(line + n, why, wl);
+	n += wl;
+	memcpy(line + n, "\r\nDate: ", 8);
+	n += 8;
+	int rc = out_add(c, line, n);
+	const char *date = date_now(c->t);
+	if (rc == 0)
+		rc = out_add(c, date, strlen(date));
+	if (rc == 0)
+		rc = out_add(c, "\r\n", 2);
 	if (rc == 0 && c->xhdr_len)
 		rc = out_add(c, c->xhdr, c->xhdr_len);
 	if (rc == 0)
@@ -383,7 +398,9 @@ void gw_http1_respond(struct gw_http1_req *r, unsigned status, char *body, size_
 		return;
 	}
 	char framing[48];
-	snprintf(framing, sizeof(framing), "Content-Length: %zu\r\n", len);
+	memcpy(framing, "Content-Length: ", 16);
+	size_t fl = 16 + gw_fmt_u64(framing + 16, len);
+	memcpy(framing + fl, "\r\n", 3);
 	response_head(c, status, framing);
 	if (r->head || c->out_len == 0) { /* HEAD, or no memory for the head */
 		if (owned)
@@ -492,7 +509,7 @@ static bool pull_stream(struct conn *c)
 		return true;
 	}
 	if (c->stream_chunked) {
-		if (out_printf(c, "%zx\r\n", (size_t)n) < 0 || out_add(c, c->sbuf, (size_t)n) < 0 ||
+		if (out_chunk_size(c, (size_t)n) < 0 || out_add(c, c->sbuf, (size_t)n) < 0 ||
 		    out_add(c, "\r\n", 2) < 0)
 			conn_close(c);
 	} else if (out_add(c, c->sbuf, (size_t)n) < 0) {

@@ -357,7 +357,7 @@ static void add_job_headers(struct conn *c, const struct gw_job *job)
 	if (job->provider >= 0 && job->status < 500)
 		gw_http1_add_header(c->r, "X-Provider",
 				    gw_provider_name((enum gw_provider_id)job->provider));
-	snprintf(num, sizeof(num), "%lld", (long long)(job->queue_us / 1000));
+	gw_fmt_i64(num, job->queue_us / 1000);
 	gw_http1_add_header(c->r, "X-Queue-Ms", num);
 }
 
@@ -384,12 +384,12 @@ static void answer_job(struct conn *c)
 	char num[32];
 	add_job_headers(c, job);
 	if (job->cost == 0)
-		snprintf(num, sizeof(num), "0");
+		memcpy(num, "0", 2);
 	else
 		gw_ledger_format_usd(job->cost, num, sizeof(num));
 	gw_http1_add_header(c->r, "X-Cost-USD", num);
 	if (job->retry_after_s > 0) {
-		snprintf(num, sizeof(num), "%d", job->retry_after_s);
+		gw_fmt_i64(num, job->retry_after_s);
 		gw_http1_add_header(c->r, "Retry-After", num);
 	}
 	/* The OpenAI SDKs honour this and do not retry by themselves. */
@@ -400,9 +400,16 @@ static void answer_job(struct conn *c)
 
 static void new_request_id(struct gw_front *f, char out[GW_REQUEST_ID_MAX + 1])
 {
-	uint64_t n = atomic_fetch_add(&f->id_seq, 1);
-	snprintf(out, GW_REQUEST_ID_MAX + 1, "req_%08x%012llx", f->id_salt,
-		 (unsigned long long)n);
+	static const char hex[] = "0123456789abcdef";
+	uint64_t n = atomic_fetch_add(&f->id_seq, 1) & UINT64_C(0xffffffffffff);
+	/* "req_" + 8 hex digits of the salt + 12 of the sequence, as
+	 * "req_%08x%012llx" would print them, without printf's cost. */
+	memcpy(out, "req_", 4);
+	for (int i = 0; i < 8; i++)
+		out[4 + i] = hex[(f->id_salt >> (28 - 4 * i)) & 15];
+	for (int i = 0; i < 12; i++)
+		out[12 + i] = hex[(n >> (44 - 4 * i)) & 15];
+	out[24] = '\0';
 }
 
 /* The bearer token of the Authorization header, or NULL. */

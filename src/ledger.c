@@ -173,17 +173,29 @@ static int prio_from_label(const char *s)
 void gw_ledger_format_usd(gw_pusd v, char *buf, size_t len)
 {
 	uint64_t a = v < 0 ? (uint64_t)0 - (uint64_t)v : (uint64_t)v;
-	uint64_t whole = a / (uint64_t)GW_PUSD_PER_USD;
 	uint64_t frac = a % (uint64_t)GW_PUSD_PER_USD;
-	char digits[16];
-	int n;
+	char tmp[40];
+	size_t n = 0;
 
-	snprintf(digits, sizeof(digits), "%012llu", (unsigned long long)frac);
-	n = 12;
-	while (n > 2 && digits[n - 1] == '0')
-		n--;
-	digits[n] = '\0';
-	snprintf(buf, len, "%s%llu.%s", v < 0 ? "-" : "", (unsigned long long)whole, digits);
+	if (v < 0)
+		tmp[n++] = '-';
+	n += gw_fmt_u64(tmp + n, a / (uint64_t)GW_PUSD_PER_USD);
+	tmp[n++] = '.';
+	/* Twelve places, trailing zeros dropped down to two. */
+	char digits[12];
+	for (int i = 11; i >= 0; i--, frac /= 10)
+		digits[i] = (char)('0' + frac % 10);
+	int keep = 12;
+	while (keep > 2 && digits[keep - 1] == '0')
+		keep--;
+	memcpy(tmp + n, digits, (size_t)keep);
+	n += (size_t)keep;
+	if (len == 0)
+		return;
+	if (n >= len)
+		n = len - 1;
+	memcpy(buf, tmp, n);
+	buf[n] = '\0';
 }
 
 /* ---- time and periods (UTC) ---- */
@@ -201,21 +213,45 @@ struct periods {
 	int64_t month_left_s;
 };
 
+/* Days since 1970-01-01 of a proleptic Gregorian date (month 1..12). */
+static int64_t days_from_civil(int64_t y, unsigned m, unsigned d)
+{
+	y -= m <= 2;
+	int64_t era = (y >= 0 ? y : y - 399) / 400;
+	unsigned yoe = (unsigned)(y - era * 400);
+	unsigned doy = (153 * (m > 2 ? m - 3 : m + 9) + 2) / 5 + d - 1;
+	unsigned doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+	return era * 146097 + (int64_t)doe - 719468;
+}
+
+/* Year and month (1..12) of a day number, the inverse of the above. */
+static void civil_from_days(int64_t z, int64_t *year, unsigned *month)
+{
+	z += 719468;
+	int64_t era = (z >= 0 ? z : z - 146096) / 146097;
+	unsigned doe = (unsigned)(z - era * 146097);
+	unsigned yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
+	unsigned doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+	unsigned mp = (5 * doy + 2) / 153;
+	*month = mp < 10 ? mp + 3 : mp - 9;
+	*year = (int64_t)yoe + era * 400 + (*month <= 2);
+}
+
+/* Computed with integer calendar arithmetic: it runs three times per
+ * request, where gmtime_r and timegm cost more than the booking. */
 static void periods_at(int64_t now, struct periods *p)
 {
-	time_t t = (time_t)now;
-	struct tm tm;
 	int64_t day = now >= 0 ? now / 86400 : (now - 86399) / 86400;
+	int64_t year;
+	unsigned month;
 
 	p->day = (int32_t)day;
 	p->day_left_s = (day + 1) * 86400 - now;
-	gmtime_r(&t, &tm);
-	p->month = (int32_t)((tm.tm_year + 1900) * 12 + tm.tm_mon);
-	tm.tm_mon += 1;
-	tm.tm_mday = 1;
-	tm.tm_hour = tm.tm_min = tm.tm_sec = 0;
-	tm.tm_isdst = 0;
-	p->month_left_s = (int64_t)timegm(&tm) - now;
+	civil_from_days(day, &year, &month);
+	p->month = (int32_t)(year * 12 + (month - 1));
+	int64_t next = month == 12 ? days_from_civil(year + 1, 1, 1)
+				   : days_from_civil(year, month + 1, 1);
+	p->month_left_s = next * 86400 - now;
 }
 
 /* Spend of an old period does not count in the new one; holds do. */
@@ -554,7 +590,8 @@ int gw_ledger_reserve(struct gw_ledger *l, const struct gw_config *conf, const c
 	clean_name(service, sname, "default");
 	sc = conf ? gw_config_service(conf, sname) : NULL;
 	estimate = nonneg(estimate);
-	snprintf(who, sizeof(who), "service %s", sname);
+	if (sc)
+		snprintf(who, sizeof(who), "service %s", sname);
 
 	pthread_mutex_lock(&l->mu);
 	struct state *st = l->st;

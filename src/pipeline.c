@@ -5,7 +5,6 @@
 #include "pipeline.h"
 
 #include <jansson.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -93,64 +92,89 @@ static void store_answer(struct gw_pipeline *p, struct gw_job *job)
  * A bounded line under construction; past its end, text is dropped. An
  * access line never gets there: its fields are bounded (request id and
  * service 64 characters, model 256, at most 1536 once escaped).
+ * Assembled from literals, integers and escaped strings without printf:
+ * it runs once per request on the hot path.
  */
 struct line {
 	char buf[2048];
 	size_t len;
 };
 
-static void put(struct line *l, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-
-static void put(struct line *l, const char *fmt, ...)
+static void put_mem(struct line *l, const char *s, size_t n)
 {
-	size_t room = sizeof(l->buf) - l->len;
-	va_list ap;
-	va_start(ap, fmt);
-	int n = vsnprintf(l->buf + l->len, room, fmt, ap);
-	va_end(ap);
-	if (n > 0)
-		l->len += (size_t)n < room ? (size_t)n : room - 1;
+	size_t room = sizeof(l->buf) - 1 - l->len;
+	if (n > room)
+		n = room;
+	memcpy(l->buf + l->len, s, n);
+	l->len += n;
+}
+
+#define put_lit(l, s) put_mem((l), (s), sizeof(s) - 1)
+
+static void put_int(struct line *l, int64_t v)
+{
+	char num[24];
+	put_mem(l, num, gw_fmt_i64(num, v));
 }
 
 /* Appends s as a JSON string: quotes, backslashes and controls escaped. */
 static void put_str(struct line *l, const char *s)
 {
-	put(l, "\"");
+	static const char hex[] = "0123456789abcdef";
+	put_lit(l, "\"");
 	for (; *s && l->len + 8 < sizeof(l->buf); s++) {
 		unsigned char c = (unsigned char)*s;
-		if (c == '"' || c == '\\')
-			put(l, "\\%c", c);
-		else if (c < 0x20)
-			put(l, "\\u%04x", c);
-		else
+		if (c == '"' || c == '\\') {
+			l->buf[l->len++] = '\\';
 			l->buf[l->len++] = (char)c;
+		} else if (c < 0x20) {
+			char u[6] = { '\\', 'u', '0', '0', hex[c >> 4], hex[c & 15] };
+			put_mem(l, u, sizeof(u));
+		} else {
+			l->buf[l->len++] = (char)c;
+		}
 	}
-	put(l, "\"");
+	put_lit(l, "\"");
 }
 
-/*
- * One JSON line per answered request. Written by hand rather than through
- * jansson: it runs once per request on the hot path.
- */
+/* One JSON line per answered request. */
 static void access_log(const struct gw_job *job)
 {
 	char cost[32];
 	struct line l = { .len = 0 };
 	gw_ledger_format_usd(job->cost, cost, sizeof(cost));
-	put(&l, "{\"id\":");
+	put_lit(&l, "{\"id\":");
 	put_str(&l, job->id);
-	put(&l, ",\"service\":");
+	put_lit(&l, ",\"service\":");
 	put_str(&l, job->service);
-	put(&l, ",\"priority\":\"%s\",\"provider\":\"%s\",\"model\":", gw_priority_name(job->prio),
-	    job->provider >= 0 && !job->cache_hit ? gw_provider_name((enum gw_provider_id)job->provider)
-						  : "none");
+	put_lit(&l, ",\"priority\":");
+	put_str(&l, gw_priority_name(job->prio));
+	put_lit(&l, ",\"provider\":");
+	put_str(&l, job->provider >= 0 && !job->cache_hit
+			    ? gw_provider_name((enum gw_provider_id)job->provider)
+			    : "none");
+	put_lit(&l, ",\"model\":");
 	put_str(&l, job->chat.model ? job->chat.model : "");
-	put(&l,
-	    ",\"cache\":\"%s\",\"status\":%d,\"stream\":%s,\"prompt_tokens\":%lld,"
-	    "\"completion_tokens\":%lld,\"cost_usd\":\"%s\",\"queue_ms\":%lld,\"upstream_ms\":%lld}",
-	    job->x_cache ? job->x_cache : "", job->status, job->chat.stream ? "true" : "false",
-	    (long long)job->usage.prompt_tokens, (long long)job->usage.completion_tokens, cost,
-	    (long long)(job->queue_us / 1000), (long long)(job->upstream_us / 1000));
+	put_lit(&l, ",\"cache\":");
+	put_str(&l, job->x_cache ? job->x_cache : "");
+	put_lit(&l, ",\"status\":");
+	put_int(&l, job->status);
+	if (job->chat.stream)
+		put_lit(&l, ",\"stream\":true");
+	else
+		put_lit(&l, ",\"stream\":false");
+	put_lit(&l, ",\"prompt_tokens\":");
+	put_int(&l, job->usage.prompt_tokens);
+	put_lit(&l, ",\"completion_tokens\":");
+	put_int(&l, job->usage.completion_tokens);
+	put_lit(&l, ",\"cost_usd\":");
+	put_str(&l, cost);
+	put_lit(&l, ",\"queue_ms\":");
+	put_int(&l, job->queue_us / 1000);
+	put_lit(&l, ",\"upstream_ms\":");
+	put_int(&l, job->upstream_us / 1000);
+	put_lit(&l, "}");
+	l.buf[l.len] = '\0';
 	gw_log_access(l.buf, l.len);
 }
 

@@ -857,6 +857,52 @@ START_TEST(bounded_names)
 }
 END_TEST
 
+/*
+ * The month a refusal waits for, against libc's calendar: a global
+ * monthly budget that is spent refuses with Retry-After = seconds to the
+ * first of the next month (UTC), over leap years, December and the
+ * century rules.
+ */
+START_TEST(month_end_calendar)
+{
+	struct gw_config *c = conf_text("[budget]\nmonthly_usd = 1\n");
+	struct gw_ledger_resv r;
+	int retry = 0;
+	unsigned checked = 0;
+	for (int year = 1970; year <= 2400; year += 1 + (year > 2110 ? 37 : 0)) {
+		for (int mon = 0; mon < 12; mon++) {
+			struct tm tm = { .tm_year = year - 1900, .tm_mon = mon,
+					 .tm_mday = 1 + (year * 7 + mon * 11) % 28,
+					 .tm_hour = (year + mon) % 24, .tm_sec = 17 };
+			int64_t now = (int64_t)timegm(&tm);
+			struct tm next = { .tm_year = year - 1900, .tm_mon = mon + 1, .tm_mday = 1 };
+			int64_t want = (int64_t)timegm(&next) - now;
+			struct gw_ledger *l = gw_ledger_new();
+			gw_ledger_set_now(l, now);
+			ck_assert_int_eq(gw_ledger_reserve(l, c, "svc", USD(1), false, &r, NULL, NULL,
+							   0), 0);
+			gw_ledger_settle(l, &r, USD(1));
+			ck_assert_int_eq(gw_ledger_reserve(l, c, "svc", 1, false, &r, &retry, NULL, 0),
+					 -EDQUOT);
+			ck_assert_msg(retry == want, "%04d-%02d: retry %d, want %lld", year, mon + 1,
+				      retry, (long long)want);
+			/* One second before the month ends, the spend still counts;
+			 * at its end it is gone. */
+			gw_ledger_set_now(l, now + want - 1);
+			ck_assert_int_eq(gw_ledger_reserve(l, c, "svc", 1, false, &r, &retry, NULL, 0),
+					 -EDQUOT);
+			ck_assert_int_eq(retry, 1);
+			gw_ledger_set_now(l, now + want);
+			ck_assert_int_eq(gw_ledger_reserve(l, c, "svc", 1, false, &r, NULL, NULL, 0), 0);
+			gw_ledger_free(l);
+			checked++;
+		}
+	}
+	ck_assert_uint_gt(checked, 12 * 140);
+	gw_config_unref(c);
+}
+END_TEST
+
 START_TEST(format_usd)
 {
 	char b[40];
@@ -872,6 +918,13 @@ START_TEST(format_usd)
 	ck_assert_str_eq(b, "9223372.036854775807");
 	gw_ledger_format_usd(-USD(1) / 10, b, sizeof(b));
 	ck_assert_str_eq(b, "-0.10");
+	gw_ledger_format_usd(INT64_MIN, b, sizeof(b));
+	ck_assert_str_eq(b, "-9223372.036854775808");
+	gw_ledger_format_usd(USD(12) + 340000000000, b, sizeof(b));
+	ck_assert_str_eq(b, "12.34");
+	/* A short buffer keeps what fits, NUL-terminated. */
+	gw_ledger_format_usd(USD(12) + 340000000000, b, 4);
+	ck_assert_str_eq(b, "12.");
 }
 END_TEST
 
@@ -883,6 +936,7 @@ Suite *ledger_suite(void)
 	tcase_add_test(tc, price_reported_and_unknown);
 	tcase_add_test(tc, estimate_rule);
 	tcase_add_test(tc, format_usd);
+	tcase_add_test(tc, month_end_calendar);
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("counters");
