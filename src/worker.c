@@ -123,7 +123,7 @@ struct worker {
 	struct xfer *xfers;        /* in flight, this thread only */
 	struct sock *socks;        /* by fd, this thread only */
 	size_t n_socks;
-	CURL *idle_easy[IDLE_EASY_MAX]; /* reset handles kept for the next transfer */
+	CURL *idle_easy[IDLE_EASY_MAX]; /* upstream handles kept for the next call (easy_get) */
 	unsigned n_idle_easy;
 	struct hdrset *hdrs;            /* the current configuration's header lists */
 
@@ -396,23 +396,53 @@ static void hdrset_put(struct hdrset *h)
 	free(h);
 }
 
-/* A handle for a new transfer, with the worker's socket callbacks set. */
-static CURL *easy_get(struct worker *w)
+/*
+ * A handle for a new transfer, with the worker's socket callbacks set.
+ * Upstream calls (pooled) take a handle that carries the options every
+ * call shares, set once when it was made; curl_easy_reset between calls
+ * and setting them again was about 5 % of a call's instructions. Each
+ * call sets all of its own options (start_xfer), so nothing of the
+ * previous one is left to leak into it. Webhook posts get a fresh handle
+ * and do not return it.
+ */
+static CURL *easy_get(struct worker *w, bool pooled)
 {
-	CURL *e = w->n_idle_easy ? w->idle_easy[--w->n_idle_easy] : curl_easy_init();
+	if (pooled && w->n_idle_easy)
+		return w->idle_easy[--w->n_idle_easy];
+	CURL *e = curl_easy_init();
 	if (!e)
 		return NULL;
 	curl_easy_setopt(e, CURLOPT_OPENSOCKETFUNCTION, open_sock);
 	curl_easy_setopt(e, CURLOPT_OPENSOCKETDATA, w);
 	curl_easy_setopt(e, CURLOPT_CLOSESOCKETFUNCTION, close_sock);
 	curl_easy_setopt(e, CURLOPT_CLOSESOCKETDATA, w);
+	curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
+	curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
+	curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, write_cb);
+	if (pooled) {
+		curl_easy_setopt(e, CURLOPT_POST, 1L);
+		curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, header_cb);
+		curl_easy_setopt(e, CURLOPT_USERAGENT, "llmgw/" GW_VERSION);
+		curl_easy_setopt(e, CURLOPT_TCP_KEEPALIVE, 1L);
+		curl_easy_setopt(e, CURLOPT_XFERINFOFUNCTION, progress_cb);
+		/* LLM answers arrive in small pieces; curl's default 16 KiB
+		 * receive buffer per transfer was most of what a waiting call
+		 * costs. 2 KiB holds a short answer or a stream event in one
+		 * read; 5000 waiting calls hold 10 MB less than at 4 KiB. */
+		curl_easy_setopt(e, CURLOPT_BUFFERSIZE, 2048L);
+	}
 	return e;
 }
 
-static void easy_put(struct worker *w, CURL *e)
+/* Back to the pool: the pointers into the finished call are cleared, so
+ * an idle handle refers to nothing that is freed. */
+static void easy_put(struct worker *w, CURL *e, bool pooled)
 {
-	if (w->n_idle_easy < IDLE_EASY_MAX) {
-		curl_easy_reset(e);
+	if (pooled && w->n_idle_easy < IDLE_EASY_MAX) {
+		curl_easy_setopt(e, CURLOPT_HTTPHEADER, NULL);
+		curl_easy_setopt(e, CURLOPT_POSTFIELDS, NULL);
+		curl_easy_setopt(e, CURLOPT_ERRORBUFFER, NULL);
+		curl_easy_setopt(e, CURLOPT_PRIVATE, NULL);
 		w->idle_easy[w->n_idle_easy++] = e;
 	} else {
 		curl_easy_cleanup(e);
@@ -422,7 +452,7 @@ static void easy_put(struct worker *w, CURL *e)
 static void xfer_free(struct xfer *x)
 {
 	if (x->easy)
-		easy_put(x->w, x->easy);
+		easy_put(x->w, x->easy, x->post == NULL);
 	curl_slist_free_all(x->hdrs);
 	hdrset_put(x->hdrset);
 	gw_upstream_req_free(&x->req);
@@ -578,7 +608,7 @@ static void start_xfer(struct worker *w, struct gw_job *job)
 		if (!x->xl)
 			goto oom;
 	}
-	x->easy = easy_get(w);
+	x->easy = easy_get(w, true);
 	if (!x->easy)
 		goto oom;
 	struct curl_slist *hdrs = worker_use_conf(w, c) == 0 ? provider_headers(w, p) : NULL;
@@ -587,34 +617,20 @@ static void start_xfer(struct worker *w, struct gw_job *job)
 	x->hdrset = w->hdrs;
 	x->hdrset->users++;
 
+	/* Every option a call sets for itself (easy_get has the shared ones). */
 	CURL *e = x->easy;
 	curl_easy_setopt(e, CURLOPT_URL, x->req.url);
-	curl_easy_setopt(e, CURLOPT_POST, 1L);
 	curl_easy_setopt(e, CURLOPT_POSTFIELDS, x->req.body);
 	curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)x->req.body_len);
 	curl_easy_setopt(e, CURLOPT_HTTPHEADER, hdrs);
-	curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, write_cb);
 	curl_easy_setopt(e, CURLOPT_WRITEDATA, x);
-	curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, header_cb);
 	curl_easy_setopt(e, CURLOPT_HEADERDATA, x);
 	curl_easy_setopt(e, CURLOPT_PRIVATE, x);
 	curl_easy_setopt(e, CURLOPT_ERRORBUFFER, x->errbuf);
-	curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
 	curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, (long)(x->timeout_ms ? x->timeout_ms : 1));
 	curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, (long)pc->connect_timeout_ms);
-	curl_easy_setopt(e, CURLOPT_USERAGENT, "llmgw/" GW_VERSION);
-	curl_easy_setopt(e, CURLOPT_TCP_KEEPALIVE, 1L);
-	curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
-	/* LLM answers arrive in small pieces; curl's default 16 KiB receive
-	 * buffer per transfer was most of what a waiting call costs. 2 KiB
-	 * holds a short answer or a stream event in one read; 5000 waiting
-	 * calls hold 10 MB less than at 4 KiB. */
-	curl_easy_setopt(e, CURLOPT_BUFFERSIZE, 2048L);
-	if (x->xl) {
-		curl_easy_setopt(e, CURLOPT_NOPROGRESS, 0L);
-		curl_easy_setopt(e, CURLOPT_XFERINFOFUNCTION, progress_cb);
-		curl_easy_setopt(e, CURLOPT_XFERINFODATA, x);
-	}
+	curl_easy_setopt(e, CURLOPT_NOPROGRESS, x->xl ? 0L : 1L);
+	curl_easy_setopt(e, CURLOPT_XFERINFODATA, x);
 
 	x->started_us = now;
 	x->next = w->xfers;
@@ -642,7 +658,7 @@ static void start_post(struct worker *w, struct post *p)
 	x->w = w;
 	x->post = p;
 	gw_buf_init(&x->resp, 64 * 1024);
-	x->easy = easy_get(w);
+	x->easy = easy_get(w, false);
 	if (!x->easy)
 		goto fail_x;
 	x->hdrs = curl_slist_append(NULL, "Content-Type: application/json");
@@ -650,13 +666,10 @@ static void start_post(struct worker *w, struct post *p)
 	curl_easy_setopt(e, CURLOPT_URL, p->url);
 	curl_easy_setopt(e, CURLOPT_POSTFIELDS, p->body);
 	curl_easy_setopt(e, CURLOPT_HTTPHEADER, x->hdrs);
-	curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, write_cb);
 	curl_easy_setopt(e, CURLOPT_WRITEDATA, x);
 	curl_easy_setopt(e, CURLOPT_PRIVATE, x);
 	curl_easy_setopt(e, CURLOPT_ERRORBUFFER, x->errbuf);
-	curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
 	curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, 5000L);
-	curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
 	x->next = w->xfers;
 	if (w->xfers)
 		w->xfers->prev = x;
