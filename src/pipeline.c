@@ -117,21 +117,27 @@ static void put_int(struct line *l, int64_t v)
 	put_mem(l, num, gw_fmt_i64(num, v));
 }
 
-/* Appends s as a JSON string: quotes, backslashes and controls escaped. */
+/* Appends s as a JSON string: quotes, backslashes and controls escaped.
+ * Runs of characters that need no escape are copied whole. */
 static void put_str(struct line *l, const char *s)
 {
 	static const char hex[] = "0123456789abcdef";
 	put_lit(l, "\"");
-	for (; *s && l->len + 8 < sizeof(l->buf); s++) {
-		unsigned char c = (unsigned char)*s;
+	for (;;) {
+		size_t run = 0;
+		while ((unsigned char)s[run] >= 0x20 && s[run] != '"' && s[run] != '\\')
+			run++;
+		put_mem(l, s, run);
+		s += run;
+		if (!*s || l->len + 8 >= sizeof(l->buf))
+			break;
+		unsigned char c = (unsigned char)*s++;
 		if (c == '"' || c == '\\') {
-			l->buf[l->len++] = '\\';
-			l->buf[l->len++] = (char)c;
-		} else if (c < 0x20) {
+			char e[2] = { '\\', (char)c };
+			put_mem(l, e, sizeof(e));
+		} else {
 			char u[6] = { '\\', 'u', '0', '0', hex[c >> 4], hex[c & 15] };
 			put_mem(l, u, sizeof(u));
-		} else {
-			l->buf[l->len++] = (char)c;
 		}
 	}
 	put_lit(l, "\"");
