@@ -1,7 +1,8 @@
 /*
  * jscan.h - checks a JSON text without building it, and reads the few
  * values the gateway needs of it: the usage an OpenAI-dialect answer is
- * billed by, and the parts of a cached answer's envelope.
+ * billed by, the parts of a cached answer's envelope, and whether a chat
+ * request is valid (with the fields request.c keeps of it).
  *
  * A non-streamed OpenAI answer goes back to the client byte for byte, and
  * a cached one as it was stored, so building a tree of them (an
@@ -11,6 +12,13 @@
  * (RFC 8259 with a top-level object or array, UTF-8 checked, no "\u0000",
  * integers within int64, reals that do not overflow, nesting up to 2048
  * values deep), which the unit tests check against jansson itself.
+ *
+ * The chat scan is narrower on purpose: it answers "valid" or "not sure",
+ * never "invalid". It says "valid" only when jansson with
+ * JSON_REJECT_DUPLICATES would load the text and request.c's rules would
+ * pass it; for anything it does not handle cheaply (an escape in a key,
+ * an object of many members, deep nesting, any broken rule) it says "not
+ * sure" and the caller asks jansson, whose answer words the error.
  */
 #ifndef GW_JSCAN_H
 #define GW_JSCAN_H
@@ -64,5 +72,23 @@ struct gw_jscan_envelope {
 /* The same check for a cache envelope; the completion's bytes are left
  * where they are, text + completion.off. */
 int gw_jscan_envelope(const char *text, size_t len, struct gw_jscan_envelope *out);
+
+/* What request.c keeps of a chat request the scan found valid. */
+struct gw_jscan_chat {
+	size_t model_off;       /* "model": its bytes, text + model_off, no escapes */
+	size_t model_len;       /* 1..GW_CHAT_MODEL_MAX */
+	bool stream;
+	bool include_usage;     /* stream_options.include_usage */
+	int64_t max_tokens;     /* max_completion_tokens, else max_tokens, else -1 */
+	unsigned n_messages;
+};
+
+/*
+ * Scans a chat completion request. Returns 0 and fills *out when the text
+ * is valid JSON with no member repeated in any object and passes every
+ * rule of request.c's validate(); -EINVAL when not sure (which includes
+ * every invalid text, and some valid ones).
+ */
+int gw_jscan_chat(const char *text, size_t len, struct gw_jscan_chat *out);
 
 #endif

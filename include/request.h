@@ -42,6 +42,9 @@ int gw_hdr_cache_ttl(const char *v, unsigned *out, struct gw_error *err);
 /* Copies a valid X-Cache-Key into out (at most outsize - 1 characters). */
 int gw_hdr_cache_key(const char *v, char *out, size_t outsize, struct gw_error *err);
 
+#define GW_CHAT_MODEL_MAX 256      /* bytes of "model" */
+#define GW_CHAT_MESSAGES_MAX 10000 /* entries of "messages" */
+
 /* A validated chat completion request. */
 struct gw_chat {
 	void *root;             /* json_t object, owned */

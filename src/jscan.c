@@ -5,9 +5,13 @@
  * A recursive-descent walk over the bytes, following jansson's lexer rule
  * for rule so that "parses" means the same thing here and there. What to
  * read is a table of members per object (struct member), each naming
- * where in the caller's output struct its value goes.
+ * where in the caller's output struct its value goes. The chat scan at
+ * the end reuses the lexer (strings, numbers, literals) but walks with
+ * its own functions, since it checks rules per member and repeated keys.
  */
 #include "jscan.h"
+
+#include "request.h" /* the chat limits */
 
 #include <errno.h>
 #include <math.h>
@@ -472,4 +476,355 @@ static const struct member envelope_root = { "", R_OBJECT, ENV(object), envelope
 int gw_jscan_envelope(const char *text, size_t len, struct gw_jscan_envelope *out)
 {
 	return scan_text(text, len, &envelope_root, out, sizeof(*out));
+}
+
+/* ---------------------------------------------------------------------
+ * A chat request: valid, or not sure
+ *
+ * The rules are request.c's validate(), mirrored member by member; any
+ * doubt returns -1, and the caller hands the text to jansson. So a
+ * mistake here can only cost speed as long as every accepted text is one
+ * validate() accepts too, which is what the unit tests hold it to.
+ * ------------------------------------------------------------------- */
+
+/*
+ * Past these the scan is not sure rather than growing: repeated keys are
+ * found by comparing each key with those before it in its object, which
+ * stays cheap only for a few, and jansson's hash copes with the rest.
+ */
+#define CHAT_MAX_DEPTH 64   /* objects and arrays open at once (jansson: 2048) */
+#define CHAT_MAX_KEYS 256   /* keys of all the open objects together */
+#define CHAT_MAX_MEMBERS 64 /* keys of one object */
+
+/* A string's bytes in the text, between its quotes. */
+struct str {
+	const unsigned char *p;
+	size_t len;
+};
+
+#define STR_IS(v, lit) ((v)->len == sizeof(lit) - 1 && memcmp((v)->p, lit, sizeof(lit) - 1) == 0)
+
+struct chat_scan {
+	struct scan s;
+	unsigned nkeys;
+	struct str keys[CHAT_MAX_KEYS]; /* of the open objects, outermost first */
+};
+
+/* Read a value at s.p (past blanks, not at the end): a member's, given
+ * its key, or an array element's. */
+typedef int (*member_fn)(struct chat_scan *c, const struct str *key, void *ctx);
+typedef int (*element_fn)(struct chat_scan *c, void *ctx);
+
+static int chat_value(struct chat_scan *c);
+
+/* A member's key: escape-free, and new in its object (keys[base..]). */
+static int chat_key(struct chat_scan *c, unsigned base, struct str *k)
+{
+	bool plain;
+	if (c->s.p >= c->s.end || *c->s.p != '"' || scan_string(&c->s, &k->p, &k->len, &plain) < 0)
+		return -1;
+	/* An escape can spell one key two ways; jansson compares them decoded. */
+	if (!plain || c->nkeys - base >= CHAT_MAX_MEMBERS || c->nkeys >= CHAT_MAX_KEYS)
+		return -1;
+	for (unsigned i = base; i < c->nkeys; i++)
+		if (c->keys[i].len == k->len && memcmp(c->keys[i].p, k->p, k->len) == 0)
+			return -1;
+	c->keys[c->nkeys++] = *k;
+	return 0;
+}
+
+/*
+ * An object; fn reads each member's value (NULL: any value). A failure
+ * ends the whole scan, so what it leaves in c does not matter.
+ */
+static int chat_object(struct chat_scan *c, member_fn fn, void *ctx)
+{
+	struct scan *s = &c->s;
+	unsigned base = c->nkeys;
+	int more = 1;
+	if (*s->p != '{' || s->depth >= CHAT_MAX_DEPTH)
+		return -1;
+	s->depth++;
+	s->p++;
+	skip_ws(s);
+	if (s->p < s->end && *s->p == '}') {
+		s->p++;
+		more = 0;
+	}
+	while (more > 0) {
+		struct str k;
+		skip_ws(s);
+		if (chat_key(c, base, &k) < 0)
+			return -1;
+		skip_ws(s);
+		if (s->p >= s->end || *s->p != ':')
+			return -1;
+		s->p++;
+		skip_ws(s);
+		if (s->p >= s->end || (fn ? fn(c, &k, ctx) : chat_value(c)) < 0)
+			return -1;
+		more = after_item(s, '}');
+	}
+	c->nkeys = base;
+	s->depth--;
+	return more;
+}
+
+/* An array of at most max elements, each read by fn (NULL: any value);
+ * *count (when not NULL): how many there were. */
+static int chat_array(struct chat_scan *c, element_fn fn, void *ctx, size_t max, size_t *count)
+{
+	struct scan *s = &c->s;
+	size_t n = 0;
+	int more = 1;
+	if (*s->p != '[' || s->depth >= CHAT_MAX_DEPTH)
+		return -1;
+	s->depth++;
+	s->p++;
+	skip_ws(s);
+	if (s->p < s->end && *s->p == ']') {
+		s->p++;
+		more = 0;
+	}
+	while (more > 0) {
+		skip_ws(s);
+		if (++n > max || s->p >= s->end || (fn ? fn(c, ctx) : chat_value(c)) < 0)
+			return -1;
+		more = after_item(s, ']');
+	}
+	s->depth--;
+	if (count)
+		*count = n;
+	return more;
+}
+
+/* Any value, its objects checked for repeated keys too. */
+static int chat_value(struct chat_scan *c)
+{
+	struct scan *s = &c->s;
+	struct str v;
+	bool plain;
+	switch (*s->p) {
+	case '{':
+		return chat_object(c, NULL, NULL);
+	case '[':
+		return chat_array(c, NULL, NULL, SIZE_MAX, NULL);
+	case '"':
+		return scan_string(s, &v.p, &v.len, &plain);
+	case 't':
+		return scan_literal(s, "true");
+	case 'f':
+		return scan_literal(s, "false");
+	case 'n':
+		return scan_literal(s, "null");
+	default:
+		return scan_number(s, NULL);
+	}
+}
+
+static int chat_string(struct chat_scan *c, struct str *v, bool *plain)
+{
+	return *c->s.p == '"' ? scan_string(&c->s, &v->p, &v->len, plain) : -1;
+}
+
+static int chat_null(struct chat_scan *c)
+{
+	return scan_literal(&c->s, "null");
+}
+
+/* true or false, or null when null_ok; *v: it was true. */
+static int chat_bool(struct chat_scan *c, bool null_ok, bool *v)
+{
+	struct scan *s = &c->s;
+	*v = *s->p == 't';
+	if (*s->p == 't')
+		return scan_literal(s, "true");
+	if (*s->p == 'f')
+		return scan_literal(s, "false");
+	return null_ok ? chat_null(c) : -1;
+}
+
+/* null, or an integer lo..hi into *v (as validate's check_int). */
+static int chat_int(struct chat_scan *c, int64_t lo, int64_t hi, int64_t *v)
+{
+	struct gw_jscan_num num;
+	if (*c->s.p == 'n')
+		return chat_null(c);
+	if (scan_number(&c->s, &num) < 0 || !num.integer || num.i < lo || num.i > hi)
+		return -1;
+	*v = num.i;
+	return 0;
+}
+
+/* null, or a number lo..hi, integer or real (as validate's check_number:
+ * both compare the double jansson would hold, made by the same strtod). */
+static int chat_real(struct chat_scan *c, double lo, double hi)
+{
+	struct gw_jscan_num num;
+	if (*c->s.p == 'n')
+		return chat_null(c);
+	if (scan_number(&c->s, &num) < 0 || num.d < lo || num.d > hi)
+		return -1;
+	return 0;
+}
+
+static bool role_known(const struct str *v)
+{
+	return STR_IS(v, "user") || STR_IS(v, "assistant") || STR_IS(v, "system") ||
+	       STR_IS(v, "tool") || STR_IS(v, "developer") || STR_IS(v, "function");
+}
+
+/* A content part's members; ctx: a bool, set when "type" is seen. */
+static int chat_part_member(struct chat_scan *c, const struct str *k, void *ctx)
+{
+	struct str v;
+	bool plain;
+	if (!STR_IS(k, "type"))
+		return chat_value(c);
+	*(bool *)ctx = true;
+	return chat_string(c, &v, &plain);
+}
+
+/* A content part: an object with a string "type". */
+static int chat_part(struct chat_scan *c, void *ctx)
+{
+	bool type = false;
+	(void)ctx;
+	return chat_object(c, chat_part_member, &type) < 0 || !type ? -1 : 0;
+}
+
+struct chat_message {
+	bool role;    /* seen, and known */
+	bool content; /* seen, and a string or an array of parts */
+};
+
+static int chat_message_member(struct chat_scan *c, const struct str *k, void *ctx)
+{
+	struct chat_message *m = ctx;
+	struct str v;
+	bool plain;
+	if (STR_IS(k, "role")) {
+		m->role = true;
+		return chat_string(c, &v, &plain) < 0 || !plain || !role_known(&v) ? -1 : 0;
+	}
+	if (STR_IS(k, "content")) {
+		/* Not null: whether null content is allowed depends on the
+		 * role and tool calls, a rare case left to validate(). */
+		m->content = true;
+		if (*c->s.p == '[')
+			return chat_array(c, chat_part, NULL, SIZE_MAX, NULL);
+		return chat_string(c, &v, &plain);
+	}
+	return chat_value(c);
+}
+
+/* A message: an object with a known role and content. */
+static int chat_message(struct chat_scan *c, void *ctx)
+{
+	struct chat_message m = { false, false };
+	(void)ctx;
+	if (chat_object(c, chat_message_member, &m) < 0 || !m.role || !m.content)
+		return -1;
+	return 0;
+}
+
+static int chat_stop(struct chat_scan *c, void *ctx)
+{
+	struct str v;
+	bool plain;
+	(void)ctx;
+	return chat_string(c, &v, &plain);
+}
+
+/* stream_options' members; ctx: include_usage. */
+static int chat_stream_option(struct chat_scan *c, const struct str *k, void *ctx)
+{
+	if (STR_IS(k, "include_usage"))
+		return chat_bool(c, false, ctx);
+	return chat_value(c);
+}
+
+struct chat_top {
+	struct gw_jscan_chat *out;
+	bool model;
+	bool messages;
+	int64_t max_tokens;            /* -1: absent or null */
+	int64_t max_completion_tokens; /* -1: absent or null */
+};
+
+static int chat_top_member(struct chat_scan *c, const struct str *k, void *ctx)
+{
+	struct chat_top *t = ctx;
+	struct gw_jscan_chat *out = t->out;
+	struct scan *s = &c->s;
+	struct str v;
+	bool plain;
+	size_t n;
+	int64_t unused;
+
+	if (STR_IS(k, "model")) {
+		if (chat_string(c, &v, &plain) < 0 || !plain || v.len == 0 ||
+		    v.len > GW_CHAT_MODEL_MAX)
+			return -1;
+		out->model_off = (size_t)(v.p - s->start);
+		out->model_len = v.len;
+		t->model = true;
+		return 0;
+	}
+	if (STR_IS(k, "messages")) {
+		if (chat_array(c, chat_message, NULL, GW_CHAT_MESSAGES_MAX, &n) < 0 || n == 0)
+			return -1;
+		out->n_messages = (unsigned)n;
+		t->messages = true;
+		return 0;
+	}
+	if (STR_IS(k, "stream"))
+		return chat_bool(c, true, &out->stream);
+	if (STR_IS(k, "stream_options"))
+		return *s->p == 'n' ? chat_null(c)
+				    : chat_object(c, chat_stream_option, &out->include_usage);
+	if (STR_IS(k, "max_tokens"))
+		return chat_int(c, 1, INT32_MAX, &t->max_tokens);
+	if (STR_IS(k, "max_completion_tokens"))
+		return chat_int(c, 1, INT32_MAX, &t->max_completion_tokens);
+	if (STR_IS(k, "n"))
+		return chat_int(c, 1, 128, &unused);
+	if (STR_IS(k, "temperature"))
+		return chat_real(c, 0, 2);
+	if (STR_IS(k, "top_p"))
+		return chat_real(c, 0, 1);
+	if (STR_IS(k, "presence_penalty") || STR_IS(k, "frequency_penalty"))
+		return chat_real(c, -2, 2);
+	if (STR_IS(k, "stop")) {
+		if (*s->p == '[')
+			return chat_array(c, chat_stop, NULL, 4, NULL);
+		return *s->p == 'n' ? chat_null(c) : chat_string(c, &v, &plain);
+	}
+	if (STR_IS(k, "tools"))
+		return *s->p == 'n' ? chat_null(c) : chat_array(c, NULL, NULL, SIZE_MAX, NULL);
+	return chat_value(c);
+}
+
+int gw_jscan_chat(const char *text, size_t len, struct gw_jscan_chat *out)
+{
+	/* keys is not cleared: only the nkeys first are ever read. */
+	struct chat_scan c;
+	struct chat_top t = { .out = out, .max_tokens = -1, .max_completion_tokens = -1 };
+	c.s = (struct scan){
+		.start = (const unsigned char *)text,
+		.p = (const unsigned char *)text,
+		.end = (const unsigned char *)text + len,
+	};
+	c.nkeys = 0;
+	memset(out, 0, sizeof(*out));
+	skip_ws(&c.s);
+	if (c.s.p >= c.s.end || chat_object(&c, chat_top_member, &t) < 0 || !t.model ||
+	    !t.messages)
+		return -EINVAL;
+	skip_ws(&c.s);
+	if (c.s.p != c.s.end)
+		return -EINVAL;
+	/* As validate(): max_completion_tokens, when given, wins. */
+	out->max_tokens = t.max_completion_tokens >= 0 ? t.max_completion_tokens : t.max_tokens;
+	return 0;
 }

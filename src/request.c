@@ -15,9 +15,6 @@
 #include <string.h>
 #include <strings.h>
 
-#define MAX_MESSAGES 10000
-#define MAX_MODEL_LEN 256
-
 void gw_error_set(struct gw_error *e, int status, const char *type, const char *code,
 		  const char *param, const char *fmt, ...)
 {
@@ -273,7 +270,7 @@ static int validate(json_t *root, struct gw_chat *chat, struct gw_error *err)
 	if (!model)
 		return bad_param(err, "model", "you must provide a model parameter");
 	if (!json_is_string(model) || json_string_length(model) == 0 ||
-	    json_string_length(model) > MAX_MODEL_LEN)
+	    json_string_length(model) > GW_CHAT_MODEL_MAX)
 		return bad_param(err, "model", "'model' must be a non-empty string");
 	chat->model = json_string_value(model);
 
@@ -282,7 +279,7 @@ static int validate(json_t *root, struct gw_chat *chat, struct gw_error *err)
 		return bad_param(err, "messages", "you must provide a messages parameter");
 	if (!json_is_array(msgs) || json_array_size(msgs) == 0)
 		return bad_param(err, "messages", "'messages' must be a non-empty array");
-	if (json_array_size(msgs) > MAX_MESSAGES)
+	if (json_array_size(msgs) > GW_CHAT_MESSAGES_MAX)
 		return bad_param(err, "messages", "'messages' has more than 10000 entries");
 	size_t i;
 	json_t *m;

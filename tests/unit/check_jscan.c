@@ -1,7 +1,9 @@
 /*
  * check_jscan.c - the answer scanner: what it reads, and that it accepts
  * exactly what jansson accepts (a corpus of edge cases, then seeded random
- * mutations of real answers, each compared with json_loadb).
+ * mutations of real answers, each compared with json_loadb); and that the
+ * chat scan, given the same texts as a member's value, never accepts what
+ * jansson rejects (check_request.c holds it to the chat rules).
  */
 #include <check.h>
 #include <jansson.h>
@@ -48,9 +50,34 @@ static bool num_eq(const struct gw_jscan_num *a, const struct gw_jscan_num *b)
 	       (a->d == b->d || (a->d != a->d && b->d != b->d));
 }
 
+/*
+ * The chat scan with text as the value of an unknown member, where any
+ * value goes: when it says valid, jansson (rejecting repeated keys) must
+ * load the whole body too.
+ */
+static void chat_no_looser(const char *text, size_t len)
+{
+	static const char head[] = "{\"model\":\"m\",\"messages\":[{\"role\":\"user\","
+				   "\"content\":\"x\"}],\"metadata\":";
+	static char body[sizeof(head) + 4096];
+	struct gw_jscan_chat c;
+	if (len > sizeof(body) - sizeof(head))
+		return;
+	memcpy(body, head, sizeof(head) - 1);
+	memcpy(body + sizeof(head) - 1, text, len);
+	size_t n = sizeof(head) - 1 + len;
+	body[n++] = '}';
+	if (gw_jscan_chat(body, n, &c) < 0)
+		return;
+	json_t *root = json_loadb(body, n, JSON_REJECT_DUPLICATES, NULL);
+	ck_assert_msg(root != NULL, "chat scan accepted [%.*s]", (int)n, body);
+	json_decref(root);
+}
+
 /* Fails the test, showing the text, when scanner and jansson disagree. */
 static void same_as_jansson(const char *text, size_t len)
 {
+	chat_no_looser(text, len);
 	struct gw_jscan_answer got, want;
 	int rc = gw_jscan_answer(text, len, &got);
 	int ref = reference(text, len, &want);
