@@ -181,9 +181,13 @@ static void pending_op(struct gw_cache *c, const char *op, const char *instance,
 void gw_async_accept(struct gw_cache *c, const char *instance, const struct gw_job *job,
 		     const char *id, unsigned retention_s)
 {
-	json_t *rec = json_pack("{s:i, s:s, s:s, s:s, s:O}", "v", 1, "status", "queued", "service",
+	json_t *req = gw_chat_root(&job->chat);
+	json_t *rec = NULL;
+	/* No tree (no memory): no record, as when json_pack fails. */
+	if (req)
+		rec = json_pack("{s:i, s:s, s:s, s:s, s:O}", "v", 1, "status", "queued", "service",
 				job->service, "priority", gw_priority_name(job->prio), "request",
-				(json_t *)job->chat.root);
+				req);
 	set_record(c, id, rec, retention_s, true);
 	pending_op(c, "SADD", instance, id);
 }

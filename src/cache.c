@@ -146,9 +146,9 @@ int gw_cache_key(const struct gw_chat *chat, const char *explicit_key, const cha
 	char digest[65];
 	int rc = -EINVAL;
 
-	if (!chat || !chat->root || !scope || !out || !scope_ok(scope))
+	if (!chat || !scope || !out || !scope_ok(scope))
 		goto out;
-	model = json_string_value(json_object_get((const json_t *)chat->root, "model"));
+	model = chat->model; /* the tree's "model", without building the tree */
 	if (!model || !model[0])
 		goto out;
 	if (explicit_key) {
@@ -173,7 +173,8 @@ int gw_cache_key(const struct gw_chat *chat, const char *explicit_key, const cha
 		    EVP_DigestUpdate(ctx, explicit_key, strlen(explicit_key)) != 1)
 			goto out;
 	} else {
-		obj = canonical((const json_t *)chat->root);
+		const json_t *root = gw_chat_root(chat);
+		obj = root ? canonical(root) : NULL;
 		if (!obj || json_dump_callback(obj, digest_update, ctx,
 					       JSON_SORT_KEYS | JSON_COMPACT) != 0)
 			goto out;

@@ -609,12 +609,12 @@ int gw_anthropic_build(const struct gw_provider_conf *pc, const struct gw_chat *
 		       struct gw_error *err)
 {
 	int rc = -ENOMEM;
-	json_t *root = chat->root;
+	json_t *root = gw_chat_root(chat);
 	struct gw_buf sys;
 	gw_buf_init(&sys, SYSTEM_MAX);
 	json_t *msgs = json_array();
 	json_t *req = json_object();
-	if (!msgs || !req)
+	if (!root || !msgs || !req)
 		goto out;
 	if (json_object_set_new(req, "model", json_string(upstream_model)) < 0)
 		goto out;

@@ -33,7 +33,10 @@ int gw_openai_build(const struct gw_provider_conf *pc, const struct gw_chat *cha
 		out->body_len = chat->raw_len;
 		goto url;
 	}
-	root = json_copy((json_t *)chat->root); /* shallow: values are shared */
+	json_t *orig = gw_chat_root(chat);
+	if (!orig)
+		goto out;
+	root = json_copy(orig); /* shallow: values are shared */
 	if (!root)
 		goto out;
 	if (json_object_set_new(root, "model", json_string(upstream_model)) < 0)

@@ -6,6 +6,8 @@
  */
 #include "request.h"
 
+#include "jscan.h"
+
 #include <ctype.h>
 #include <errno.h>
 #include <jansson.h>
@@ -332,7 +334,8 @@ static int validate(json_t *root, struct gw_chat *chat, struct gw_error *err)
 	return 0;
 }
 
-int gw_chat_parse(const char *body, size_t len, struct gw_chat *chat, struct gw_error *err)
+int gw_chat_parse_slow(const char *body, size_t len, struct gw_chat *chat,
+		       struct gw_error *err)
 {
 	json_error_t jerr;
 	memset(chat, 0, sizeof(*chat));
@@ -357,14 +360,60 @@ int gw_chat_parse(const char *body, size_t len, struct gw_chat *chat, struct gw_
 	return 0;
 }
 
+/*
+ * Most bodies are valid and go upstream as they came, so a scan that only
+ * says "valid" spares building a tree nobody reads; whatever it is not sure
+ * of takes the jansson path, which alone words the errors.
+ */
+int gw_chat_parse(const char *body, size_t len, struct gw_chat *chat, struct gw_error *err)
+{
+	struct gw_jscan_chat c;
+	if (gw_jscan_chat(body, len, &c) < 0)
+		return gw_chat_parse_slow(body, len, chat, err);
+	memset(chat, 0, sizeof(*chat));
+	/* Copied: body may go once the tree is built; the model may not. */
+	memcpy(chat->model_buf, body + c.model_off, c.model_len);
+	chat->model_buf[c.model_len] = '\0';
+	chat->model = chat->model_buf;
+	chat->src = body;
+	chat->src_len = len;
+	chat->stream = c.stream;
+	chat->include_usage = c.include_usage;
+	chat->max_tokens = c.max_tokens;
+	chat->n_messages = c.n_messages;
+	return 0;
+}
+
+void *gw_chat_root(const struct gw_chat *chat)
+{
+	/* A chat belongs to one thread at a time (the front, then a worker,
+	 * handed over through a locked queue), so filling in the cache behind
+	 * a const pointer races with nobody. */
+	struct gw_chat *c = (struct gw_chat *)chat;
+	if (c->root)
+		return c->root;
+	const char *text = c->raw ? c->raw : c->src;
+	size_t len = c->raw ? c->raw_len : c->src_len;
+	if (!text)
+		return NULL;
+	/* The scan accepted this text, so only memory can make this fail. */
+	c->root = json_loadb(text, len, JSON_REJECT_DUPLICATES, NULL);
+	if (c->root) {
+		c->src = NULL;
+		c->src_len = 0;
+	}
+	return c->root;
+}
+
 int gw_chat_set_model(struct gw_chat *chat, const char *model)
 {
-	if (json_object_set_new(chat->root, "model", json_string(model)) < 0)
+	json_t *root = gw_chat_root(chat);
+	if (!root || json_object_set_new(root, "model", json_string(model)) < 0)
 		return -ENOMEM;
 	free(chat->raw);
 	chat->raw = NULL;
 	chat->raw_len = 0;
-	chat->model = json_string_value(json_object_get(chat->root, "model"));
+	chat->model = json_string_value(json_object_get(root, "model"));
 	return 0;
 }
 
@@ -376,5 +425,7 @@ void gw_chat_free(struct gw_chat *chat)
 	free(chat->raw);
 	chat->raw = NULL;
 	chat->raw_len = 0;
+	chat->src = NULL;
+	chat->src_len = 0;
 	chat->model = NULL;
 }
