@@ -322,7 +322,12 @@ void gw_pipeline_resume_async(struct gw_pipeline *p, struct gw_config *conf, con
 		gw_log_warnx("async %s: stored request no longer valid: %s", id, err.message);
 		goto out;
 	}
-	job->prompt_chars = ar.request_len;
+	/* The job owns the stored request from here: its tree is built from
+	 * it on demand, and an OpenAI-dialect upstream takes it as it is. */
+	job->chat.raw = ar.request;
+	job->chat.raw_len = ar.request_len;
+	ar.request = NULL;
+	job->prompt_chars = job->chat.raw_len;
 	job->is_async = true;
 	snprintf(job->async_id, sizeof(job->async_id), "%s", id);
 	/* Still owed: pending again until it finishes. */
