@@ -94,6 +94,7 @@ struct worker {
 };
 
 static const char *upstream;
+static CURLU *upstream_url; /* parsed once, as llmgwd's workers do */
 static struct curl_slist *headers;
 static struct worker *workers;
 static unsigned nworkers;
@@ -194,18 +195,22 @@ static void start(struct worker *w, struct xfer *x)
 			lane = &w->lanes[i];
 	if (!lane && !(lane = lane_new(w)))
 		lane = &w->lanes[0];
-	CURL *e = w->nidle ? w->idle[--w->nidle] : curl_easy_init();
-	if (!e)
-		die("curl_easy_init");
-	curl_easy_setopt(e, CURLOPT_URL, upstream);
+	/* As llmgwd's workers do: a pooled handle keeps the options every
+	 * transfer shares; each transfer sets its own. */
+	CURL *e = w->nidle ? w->idle[--w->nidle] : NULL;
+	if (!e) {
+		if (!(e = curl_easy_init()))
+			die("curl_easy_init");
+		curl_easy_setopt(e, CURLOPT_HTTPHEADER, headers);
+		curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_body);
+		curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
+		curl_easy_setopt(e, CURLOPT_BUFFERSIZE, 2048L);
+		curl_easy_setopt(e, CURLOPT_CURLU, upstream_url);
+	}
 	curl_easy_setopt(e, CURLOPT_POSTFIELDS, x->req.p);
 	curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)x->req.len);
-	curl_easy_setopt(e, CURLOPT_HTTPHEADER, headers);
-	curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_body);
 	curl_easy_setopt(e, CURLOPT_WRITEDATA, x);
 	curl_easy_setopt(e, CURLOPT_PRIVATE, x);
-	curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
-	curl_easy_setopt(e, CURLOPT_BUFFERSIZE, 2048L);
 	lane->xfers++;
 	curl_multi_add_handle(lane->multi, e);
 }
@@ -227,7 +232,6 @@ static void finish(struct worker *w, struct lane *lane)
 		curl_multi_remove_handle(lane->multi, e);
 		lane->xfers--;
 		if (w->nidle < IDLE_EASY_MAX) {
-			curl_easy_reset(e);
 			w->idle[w->nidle++] = e;
 		} else {
 			curl_easy_cleanup(e);
@@ -547,6 +551,9 @@ int main(int argc, char **argv)
 	signal(SIGINT, on_signal);
 	if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK)
 		die("curl_global_init");
+	if (!(upstream_url = curl_url()) ||
+	    curl_url_set(upstream_url, CURLUPART_URL, upstream, 0) != CURLUE_OK)
+		die("--upstream: not a URL");
 	headers = curl_slist_append(NULL, "Content-Type: application/json");
 	headers = curl_slist_append(headers, "Expect:");
 	if (!(workers = calloc(nworkers, sizeof(*workers))))
