@@ -104,6 +104,18 @@ static int utf8_seq(struct scan *s)
 	return 0;
 }
 
+/* Bytes a string holds as they are: printable ASCII but '"' and '\\'. */
+static const bool plain_byte[256] = {
+#define R4(b) [b] = 1, [b + 1] = 1, [b + 2] = 1, [b + 3] = 1
+#define R8(b) R4(b), R4(b + 4)
+	[0x20] = 1, [0x21] = 1, /* '"' is 0x22 */ [0x23] = 1, R4(0x24),
+	R8(0x28), R8(0x30), R8(0x38), R8(0x40), R8(0x48), R8(0x50),
+	R4(0x58), /* '\\' is 0x5c */ [0x5d] = 1, [0x5e] = 1, [0x5f] = 1,
+	R8(0x60), R8(0x68), R8(0x70), R8(0x78),
+#undef R8
+#undef R4
+};
+
 /* A string at s->p (on its opening quote); *plain: no escapes in it. */
 static int scan_string(struct scan *s, const unsigned char **start, size_t *len, bool *plain)
 {
@@ -111,7 +123,15 @@ static int scan_string(struct scan *s, const unsigned char **start, size_t *len,
 	*start = s->p;
 	*plain = true;
 	while (s->p < s->end) {
-		unsigned char c = *s->p;
+		/* Most of a text is printable ASCII other than '"' and '\\':
+		 * skip it with a local pointer and a table, one test a byte. */
+		const unsigned char *p = s->p, *end = s->end;
+		while (p < end && plain_byte[*p])
+			p++;
+		s->p = p;
+		if (p == end)
+			break;
+		unsigned char c = *p;
 		if (c == '"') {
 			*len = (size_t)(s->p - *start);
 			s->p++;
