@@ -375,25 +375,14 @@ static void response_head(struct conn *c, unsigned status, const char *framing)
 	c->state = CONN_ANSWER;
 }
 
-/* The length of a header name (colon_ok false) or value, or -1 when it
- * holds a byte that would break the head: CR, LF, or a colon in a name.
- * One pass for the check and the length. */
-static ssize_t field_len(const char *s, bool colon_ok)
-{
-	size_t n = 0;
-	for (char ch; (ch = s[n]); n++)
-		if (ch == '\r' || ch == '\n' || (ch == ':' && !colon_ok))
-			return -1;
-	return (ssize_t)n;
-}
-
 void gw_http1_add_header(struct gw_http1_req *r, const char *name, const char *value)
 {
 	struct conn *c = (struct conn *)r;
-	ssize_t sn = field_len(name, false), sv = field_len(value, true);
-	if (sn < 0 || sv < 0)
+	/* The span without CR, LF (or a colon in a name) is the length when it
+	 * reaches the end: one call checks and measures. */
+	size_t nl = strcspn(name, "\r\n:"), vl = strcspn(value, "\r\n");
+	if (name[nl] || value[vl])
 		return;
-	size_t nl = (size_t)sn, vl = (size_t)sv;
 	if (reserve(&c->xhdr, &c->xhdr_cap, c->xhdr_len + nl + vl + 4) < 0)
 		return;
 	memcpy(c->xhdr + c->xhdr_len, name, nl);
