@@ -70,6 +70,12 @@ static inline int gw_hex_digit(char ch)
 	return -1;
 }
 
+/* The lower-case hex digit of v's low four bits (gw_hex_digit's inverse). */
+static inline char gw_hex_char(unsigned v)
+{
+	return "0123456789abcdef"[v & 15];
+}
+
 /*
  * Decimal digits of v at out (at most 20 and a NUL); returns their count.
  * For the per-request paths, where snprintf's format parsing costs more

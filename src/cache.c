@@ -137,7 +137,6 @@ static json_t *canonical(const json_t *root)
 int gw_cache_key(const struct gw_chat *chat, const char *explicit_key, const char *scope,
 		 char *out, size_t outlen)
 {
-	static const char hex[] = "0123456789abcdef";
 	unsigned char md[EVP_MAX_MD_SIZE];
 	unsigned int mdlen = 0;
 	EVP_MD_CTX *ctx = NULL;
@@ -182,8 +181,8 @@ int gw_cache_key(const struct gw_chat *chat, const char *explicit_key, const cha
 	if (EVP_DigestFinal_ex(ctx, md, &mdlen) != 1 || mdlen != 32)
 		goto out;
 	for (unsigned i = 0; i < 32; i++) {
-		digest[2 * i] = hex[md[i] >> 4];
-		digest[2 * i + 1] = hex[md[i] & 0xf];
+		digest[2 * i] = gw_hex_char(md[i] >> 4);
+		digest[2 * i + 1] = gw_hex_char(md[i]);
 	}
 	digest[64] = '\0';
 	snprintf(out, outlen, "%s%s:%s", KEY_PREFIX, scope, digest);

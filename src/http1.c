@@ -186,13 +186,12 @@ static int out_add(struct conn *c, const void *p, size_t n)
 /* "%zx\r\n" of a chunk's size. */
 static int out_chunk_size(struct conn *c, size_t n)
 {
-	static const char hex[] = "0123456789abcdef";
 	char tmp[2 * sizeof(size_t) + 2];
 	size_t i = sizeof(tmp) - 2;
 	tmp[i] = '\r';
 	tmp[i + 1] = '\n';
 	do {
-		tmp[--i] = hex[n & 15];
+		tmp[--i] = gw_hex_char((unsigned)n);
 		n >>= 4;
 	} while (n);
 	return out_add(c, tmp + i, sizeof(tmp) - i);

@@ -400,15 +400,14 @@ static void answer_job(struct conn *c)
 
 static void new_request_id(struct gw_front *f, char out[GW_REQUEST_ID_MAX + 1])
 {
-	static const char hex[] = "0123456789abcdef";
 	uint64_t n = atomic_fetch_add(&f->id_seq, 1) & UINT64_C(0xffffffffffff);
 	/* "req_" + 8 hex digits of the salt + 12 of the sequence, as
 	 * "req_%08x%012llx" would print them, without printf's cost. */
 	memcpy(out, "req_", 4);
 	for (int i = 0; i < 8; i++)
-		out[4 + i] = hex[(f->id_salt >> (28 - 4 * i)) & 15];
+		out[4 + i] = gw_hex_char(f->id_salt >> (28 - 4 * i));
 	for (int i = 0; i < 12; i++)
-		out[12 + i] = hex[(n >> (44 - 4 * i)) & 15];
+		out[12 + i] = gw_hex_char((unsigned)(n >> (44 - 4 * i)));
 	out[24] = '\0';
 }
 

@@ -121,7 +121,6 @@ static void put_int(struct line *l, int64_t v)
  * Runs of characters that need no escape are copied whole. */
 static void put_str(struct line *l, const char *s)
 {
-	static const char hex[] = "0123456789abcdef";
 	put_lit(l, "\"");
 	for (;;) {
 		size_t run = 0;
@@ -136,7 +135,7 @@ static void put_str(struct line *l, const char *s)
 			char e[2] = { '\\', (char)c };
 			put_mem(l, e, sizeof(e));
 		} else {
-			char u[6] = { '\\', 'u', '0', '0', hex[c >> 4], hex[c & 15] };
+			char u[6] = { '\\', 'u', '0', '0', gw_hex_char(c >> 4), gw_hex_char(c) };
 			put_mem(l, u, sizeof(u));
 		}
 	}
